@@ -1,0 +1,116 @@
+//! Tests of `conf`: golden renderings and the include / synchronous_standby_names helpers.
+
+use super::*;
+use crate::golden::assert_golden;
+
+fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn input<'a>(params: &'a BTreeMap<String, String>, conninfo: &'a str, slot: &'a str, ssn: &'a str) -> ConfInput<'a> {
+    ConfInput {
+        pg_major: 15,
+        listen_addresses: "10.0.0.1",
+        port: 5432,
+        socket_dir: "/var/lib/stolon/keeper1",
+        max_wal_senders: 45,
+        max_replication_slots: 20,
+        synchronous_standby_names: ssn,
+        primary_conninfo: conninfo,
+        primary_slot_name: slot,
+        extra_managed: &[],
+        pg_parameters: params,
+    }
+}
+
+#[test]
+fn golden_master_with_parameters() {
+    let p = params(&[
+        ("work_mem", "8MB"),
+        ("port", "6000"),
+        ("log_line_prefix", "%m [%p] it's "),
+        ("bad name", "x"),
+        ("wal_level", "logical"),
+        ("evil", "x'\ninclude '/etc/passwd"),
+    ]);
+    let ssn = synchronous_standby_names(true, &["b2".to_string(), "a1".to_string()]);
+    assert_golden("master.conf", &render(&input(&p, "", "", &ssn)));
+}
+
+#[test]
+fn golden_standby() {
+    let p = params(&[("wal_keep_size", "1GB")]);
+    let conninfo = crate::quote::conninfo(&[
+        ("host", "10.0.0.2"),
+        ("port", "5432"),
+        ("user", "repl"),
+        ("application_name", "stolon_db2"),
+        ("passfile", "/var/lib/stolon/keeper1/pgpass"),
+    ]);
+    assert_golden("standby.conf", &render(&input(&p, &conninfo, "stolon_db2", "")));
+}
+
+#[test]
+fn managed_values_win_over_pg_parameters() {
+    let p = params(&[("PORT", "1"), ("listen_addresses", "*"), ("primary_conninfo", "host=evil")]);
+    let text = render(&input(&p, "", "", ""));
+    assert!(text.contains("port = '5432'"));
+    assert!(!text.contains("port = '1'") && !text.contains("PORT = '1'"));
+    assert!(!text.contains("host=evil"));
+    assert!(text.contains("listen_addresses = '10.0.0.1'"));
+    // wal_keep_size defaults only when the operator did not set it.
+    assert!(text.contains("wal_keep_size = '128MB'"));
+    let mut old = input(&p, "", "", "");
+    old.pg_major = 12;
+    assert!(render(&old).contains("wal_keep_segments = '8'"));
+}
+
+#[test]
+fn include_goes_last_once() {
+    let initdb = "max_connections = 100\n#comment\n";
+    assert!(!include_is_last(initdb));
+    let fixed = with_include_last(initdb);
+    assert!(include_is_last(&fixed));
+    assert_eq!(fixed.matches(INCLUDE_DIRECTIVE).count(), 1);
+    // Idempotent, and a directive appended after it (pg_basebackup from an edited source) moves it.
+    assert_eq!(with_include_last(&fixed), fixed);
+    let edited = format!("{fixed}work_mem = 1MB\n");
+    assert!(!include_is_last(&edited));
+    let refixed = with_include_last(&edited);
+    assert!(include_is_last(&refixed));
+    assert_eq!(refixed.matches(INCLUDE_DIRECTIVE).count(), 1);
+    assert!(refixed.contains("work_mem = 1MB"));
+    assert!(include_is_last(&with_include_last("")));
+    assert!(include_is_last(&format!("{fixed}\n# trailing comment\n")));
+}
+
+#[test]
+fn synchronous_standby_names_values() {
+    assert_eq!(synchronous_standby_names(false, &["a".into()]), "");
+    assert_eq!(synchronous_standby_names(true, &[]), "1 (stolonfakestandby)");
+    assert_eq!(synchronous_standby_names(true, &["b".into(), "a".into(), "a".into()]), "2 (stolon_a, stolon_b)");
+    assert_eq!(synchronous_standby_names(true, &["X-1".into()]), "1 (\"stolon_X-1\")");
+}
+
+#[test]
+fn parsing_synchronous_standby_names() {
+    assert_eq!(parse_synchronous_standby_names(""), Vec::<String>::new());
+    assert_eq!(parse_synchronous_standby_names("2 (stolon_a, stolon_b)"), vec!["a", "b"]);
+    assert_eq!(parse_synchronous_standby_names("FIRST 1 (\"stolon_a\")"), vec!["a"]);
+    assert_eq!(parse_synchronous_standby_names("ANY 1 (stolon_a,other)"), vec!["a"]);
+    assert_eq!(parse_synchronous_standby_names("stolon_a, stolon_b"), vec!["a", "b"]);
+    assert_eq!(parse_synchronous_standby_names("1 (stolonfakestandby)"), Vec::<String>::new());
+    assert_eq!(parse_synchronous_standby_names("*"), Vec::<String>::new());
+    // Round trip.
+    let v = synchronous_standby_names(true, &["d1".into(), "d2".into()]);
+    assert_eq!(parse_synchronous_standby_names(&v), vec!["d1", "d2"]);
+}
+
+#[test]
+fn config_hash_sees_every_part() {
+    let h = config_hash("a", "b", true);
+    assert_eq!(h, config_hash("a", "b", true));
+    assert_ne!(h, config_hash("a", "b", false));
+    assert_ne!(h, config_hash("ab", "", true));
+    assert_ne!(h, config_hash("a", "c", true));
+}

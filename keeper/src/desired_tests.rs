@@ -1,0 +1,158 @@
+//! Tests of `desired::target`: what a keeper derives from clusterdata.
+
+use super::*;
+use crate::args::{AuthMethod, Secret};
+use clusterview::data::{Db, DbInitMode, DbSpec, DbStatus, FollowConfig};
+use clusterview::info::PgVersion;
+use std::path::PathBuf;
+
+pub(crate) fn config(uid: &str) -> KeeperConfig {
+    KeeperConfig {
+        uid: uid.into(),
+        data_dir: PathBuf::from("/srv/k"),
+        pgdata: PathBuf::from("/srv/k/postgres"),
+        pgpass: PathBuf::from("/srv/k/pgpass"),
+        listen_address: "10.0.0.9".into(),
+        port: 5432,
+        advertise_address: "10.0.0.9".into(),
+        advertise_port: 5432,
+        bin_dir: PathBuf::from("/usr/lib/postgresql/15/bin"),
+        pg_version: PgVersion { major: 15, minor: 8 },
+        su_username: "postgres".into(),
+        su_password: Some(Secret::new("supw".into())),
+        repl_username: "repl".into(),
+        repl_password: Some(Secret::new("replpw".into())),
+        su_auth: AuthMethod::Md5,
+        repl_auth: AuthMethod::Md5,
+        can_be_master: true,
+        can_be_synchronous_replica: true,
+    }
+}
+
+fn db(uid: &str, keeper: &str, role: DbRole, follow: Option<&str>, addr: Option<&str>) -> Db {
+    Db {
+        uid: uid.into(),
+        generation: 2,
+        change_time: chrono::Utc::now(),
+        spec: DbSpec {
+            keeper_uid: keeper.into(),
+            role,
+            init_mode: DbInitMode::None,
+            follow_config: follow.map(|f| FollowConfig { kind: FollowType::Internal, db_uid: Some(f.into()) }),
+            followers: vec![],
+            synchronous_replication: false,
+            synchronous_standbys: vec![],
+        },
+        status: DbStatus {
+            listen_address: addr.map(str::to_string),
+            port: addr.map(|_| 5433),
+            system_id: Some("7000".into()),
+            ..Default::default()
+        },
+    }
+}
+
+pub(crate) fn cluster(spec: &str) -> ClusterData {
+    let spec = ClusterSpec::parse_valid(spec).unwrap();
+    let mut cd = ClusterData::new_initializing(spec, chrono::Utc::now());
+    let mut m = db("db1", "k1", DbRole::Master, None, Some("10.0.0.1"));
+    m.spec.followers = vec!["db2".into(), "BAD uid".into()];
+    m.spec.synchronous_replication = true;
+    m.spec.synchronous_standbys = vec!["db2".into()];
+    cd.dbs.insert("db1".into(), m);
+    cd.dbs.insert("db2".into(), db("db2", "k2", DbRole::Standby, Some("db1"), Some("10.0.0.2")));
+    cd.dbs.insert("db3".into(), db("db3", "k3", DbRole::Standby, Some("dbX"), None));
+    cd.cluster.status.master = Some("db1".into());
+    cd
+}
+
+#[test]
+fn master_keeps_follower_slots_and_sync_names() {
+    let cd = cluster(r#"{"initMode":"new","additionalMasterReplicationSlots":["backup"]}"#);
+    let t = target(&cd, &config("k1"), None);
+    let db = t.desired.db.as_ref().unwrap();
+    assert_eq!(db.role, DbRole::Master);
+    assert_eq!(db.slots.iter().map(String::as_str).collect::<Vec<_>>(), vec!["backup", "stolon_db2"]);
+    assert!(t.elected_master);
+    assert!(t.source.is_none());
+    assert!(t.stolon_conf.contains("synchronous_standby_names = '1 (stolon_db2)'"), "{}", t.stolon_conf);
+    assert!(t.stolon_conf.contains("primary_conninfo = ''"));
+    assert!(t.stolon_conf.contains("max_replication_slots = '21'"));
+    assert!(t.stolon_conf.contains("max_wal_senders = '45'"));
+    assert!(t.stolon_conf.contains("unix_socket_directories = '/srv/k'"));
+}
+
+#[test]
+fn standby_follows_its_db_through_status_address() {
+    let cd = cluster(r#"{"initMode":"new"}"#);
+    let t = target(&cd, &config("k2"), None);
+    let src = t.source.as_ref().unwrap();
+    assert_eq!(src.describe, "10.0.0.1:5433");
+    assert!(src.repl_conninfo.contains("host='10.0.0.1' port='5433' user='repl' application_name='stolon_db2' passfile='/srv/k/pgpass'"), "{}", src.repl_conninfo);
+    assert!(src.su_conninfo.as_ref().unwrap().contains("user='postgres' dbname='postgres'"));
+    assert!(t.stolon_conf.contains("primary_slot_name = 'stolon_db2'"));
+    assert!(t.stolon_conf.contains("application_name=''stolon_db2''"), "{}", t.stolon_conf);
+    assert!(t.stolon_conf.contains("synchronous_standby_names = ''"));
+    assert!(!t.elected_master);
+    let db = t.desired.db.as_ref().unwrap();
+    assert_eq!(db.source, Some(Source { system_id: Some("7000".into()), can_rewind: true }));
+    assert!(db.slots.is_empty());
+    // Secrets never reach the configuration.
+    for text in [&t.stolon_conf, &t.pg_hba, &src.repl_conninfo] {
+        assert!(!text.contains("replpw") && !text.contains("supw"));
+    }
+}
+
+#[test]
+fn no_passfile_without_password() {
+    let cd = cluster(r#"{"initMode":"new"}"#);
+    let mut cfg = config("k2");
+    cfg.repl_password = None;
+    cfg.repl_auth = AuthMethod::Trust;
+    let t = target(&cd, &cfg, None);
+    assert!(!t.source.unwrap().repl_conninfo.contains("passfile"));
+}
+
+#[test]
+fn followed_db_without_address_gives_no_source() {
+    let cd = cluster(r#"{"initMode":"new"}"#);
+    let t = target(&cd, &config("k3"), None);
+    assert!(t.source.is_none());
+    assert_eq!(t.desired.db.as_ref().unwrap().source, None);
+}
+
+#[test]
+fn keeper_without_db() {
+    let cd = cluster(r#"{"initMode":"new","usePgrewind":false,"automaticPgRestart":true}"#);
+    let t = target(&cd, &config("k9"), Some(&DbState { db_uid: "old".into(), generation: Some(1) }));
+    assert!(t.desired.db.is_none());
+    assert!(!t.desired.use_pgrewind);
+    assert!(t.desired.automatic_pg_restart);
+    assert!(t.desired.reload_applies_conninfo);
+    assert_eq!(t.desired.recorded.as_ref().unwrap().db_uid, "old");
+}
+
+#[test]
+fn strict_access_lists_keeper_addresses() {
+    let cd = cluster(r#"{"initMode":"new","defaultSUReplAccessMode":"strict","pgHBA":[]}"#);
+    let t = target(&cd, &config("k1"), None);
+    assert!(t.pg_hba.contains("10.0.0.1/32") && t.pg_hba.contains("10.0.0.2/32"), "{}", t.pg_hba);
+    assert!(!t.pg_hba.contains("0.0.0.0/0"), "{}", t.pg_hba);
+}
+
+#[test]
+fn conf_hash_follows_the_spec() {
+    let a = target(&cluster(r#"{"initMode":"new"}"#), &config("k1"), None);
+    let b = target(&cluster(r#"{"initMode":"new","pgParameters":{"work_mem":"8MB"}}"#), &config("k1"), None);
+    assert_ne!(a.desired.conf_hash, b.desired.conf_hash);
+    let again = target(&cluster(r#"{"initMode":"new"}"#), &config("k1"), None);
+    assert_eq!(a.desired.conf_hash, again.desired.conf_hash);
+}
+
+#[test]
+fn timing_and_ttl() {
+    let t = Timing::from_spec(&ClusterSpec::parse_valid(r#"{"initMode":"new","sleepInterval":"2s","failInterval":"5s"}"#).unwrap());
+    assert_eq!(t.info_ttl(), Duration::from_secs(6));
+    let t = Timing::from_spec(&ClusterSpec::parse_valid(r#"{"initMode":"new","sleepInterval":"1s","failInterval":"10s"}"#).unwrap());
+    assert_eq!(t.info_ttl(), Duration::from_secs(10));
+}

@@ -1,0 +1,329 @@
+//! The executor: does the I/O of each plan step. Steps run in order; the first failure stops the
+//! pass with a `StepError` naming the step, and the next pass plans again from a fresh
+//! observation. Each step is idempotent: stopping a stopped postgres, dropping a missing slot or
+//! writing an identical file succeeds.
+//!
+//! Every PostgreSQL program's exit status is checked (`process::run_tool`); passwords reach them
+//! only through files: pg_basebackup and pg_rewind read the 0600 pgpass file (`PGPASSFILE`),
+//! initdb reads the superuser password from a 0600 `--pwfile` removed right after.
+
+use crate::config::KeeperConfig;
+use crate::desired::Target;
+use crate::error::{StepError, Tool};
+use crate::plan::Step;
+use crate::process::{self, run_tool, PgChild};
+use crate::state::{self, DbState};
+use crate::{conf, sql};
+use std::ffi::{OsStr, OsString};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long pg_ctl stop / promote may take.
+const PG_CTL_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long initdb may take.
+const INITDB_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Runs steps; owns the postgres child and what the keeper remembers between passes.
+pub struct Executor {
+    cfg: Arc<KeeperConfig>,
+    pub child: PgChild,
+    /// Hash of the configuration postgres was last started or reloaded with.
+    pub conf_applied: Option<u64>,
+    /// The db uid for which pg_rewind failed in this process (resync then uses pg_basebackup).
+    pub rewind_failed_for: Option<String>,
+    /// dbstate.json as last read or written.
+    pub recorded: Option<DbState>,
+    /// The last plan asked to report a missing data dir.
+    pub data_dir_missing: bool,
+}
+
+impl Executor {
+    pub fn new(cfg: Arc<KeeperConfig>, recorded: Option<DbState>) -> Executor {
+        Executor { cfg, child: PgChild::default(), conf_applied: None, rewind_failed_for: None, recorded, data_dir_missing: false }
+    }
+
+    /// Whether a postmaster runs on PGDATA (our child, or an adopted one found through
+    /// postmaster.pid). Reaps our child.
+    pub fn running(&mut self) -> bool {
+        if let Some(status) = self.child.reap() {
+            tracing::warn!(%status, "postgres exited by itself");
+            self.conf_applied = None;
+        }
+        self.child.alive() || process::postmaster_pid(&self.cfg.pgdata).is_some()
+    }
+
+    /// Runs `steps` in order, stopping at the first failure. `verbose`: log each step at info
+    /// (a new plan), else at debug (the same plan as last pass, e.g. a retry).
+    pub async fn run(&mut self, steps: &[Step], target: &Target, verbose: bool) -> Result<(), StepError> {
+        for step in steps {
+            let started = Instant::now();
+            if verbose {
+                tracing::info!(step = step.name(), detail = ?step, "executing");
+            } else {
+                tracing::debug!(step = step.name(), detail = ?step, "executing");
+            }
+            let result = self.step(step, target).await;
+            if let Err(err) = &result {
+                // A source not ready yet is no reason to give up on pg_rewind.
+                if *step == Step::Rewind && !matches!(err, StepError::Precondition { .. } | StepError::Sql { .. }) {
+                    if let Some(db) = &target.desired.db {
+                        self.rewind_failed_for = Some(db.uid.clone());
+                    }
+                }
+                tracing::debug!(step = step.name(), error = %err, "step failed");
+            } else {
+                tracing::debug!(step = step.name(), elapsed = ?started.elapsed(), "step done");
+            }
+            result?;
+        }
+        Ok(())
+    }
+
+    async fn step(&mut self, step: &Step, t: &Target) -> Result<(), StepError> {
+        let cfg = Arc::clone(&self.cfg);
+        let io = |what: &'static str, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StepError::Io { step: step.name(), what, path, source }
+        };
+        match step {
+            Step::Stop => self.stop("fast").await,
+            Step::Start => self.start(t).await,
+            Step::Restart => {
+                self.stop("fast").await?;
+                self.start(t).await
+            }
+            Step::Reload => {
+                self.pg_ctl("reload", &["reload"]).await?;
+                self.conf_applied = Some(t.desired.conf_hash);
+                Ok(())
+            }
+            Step::Promote => self.pg_ctl("promote", &["promote", "-w", "-t", &PG_CTL_TIMEOUT.as_secs().to_string()]).await.map(|_| ()),
+            Step::RemoveDataDir => remove_contents(&cfg.pgdata).map_err(io("empty", &cfg.pgdata)),
+            Step::InitDb => self.initdb(t).await,
+            Step::BaseBackup => {
+                let src = t.source.as_ref().ok_or_else(|| no_source(step))?;
+                tracing::info!(source = %src.describe, "copying the data dir with pg_basebackup");
+                self.write_pgpass(step)?;
+                let args: Vec<OsString> = vec!["-D".into(), cfg.pgdata.clone().into(), "-d".into(), basebackup_conninfo(&src.repl_conninfo).into(), "-X".into(), "stream".into(), "-c".into(), "fast".into(), "--no-password".into()];
+                self.tool(step, Tool::BaseBackup, "pg_basebackup", &args, t.timing.sync_timeout).await
+            }
+            Step::Rewind => {
+                let src = t.source.as_ref().and_then(|s| s.su_conninfo.as_ref().map(|c| (s, c))).ok_or_else(|| no_source(step))?;
+                // The source must already be promoted: see sql::prepare_rewind_source.
+                match sql::prepare_rewind_source(&cfg, &src.0.host, src.0.port, t.timing.request_timeout).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        return Err(StepError::Precondition {
+                            step: step.name(),
+                            reason: format!("the new master {} is not promoted yet; retrying on the next pass", src.0.describe),
+                        })
+                    }
+                    Err(source) => return Err(StepError::Sql { step: step.name(), source }),
+                }
+                tracing::info!(source = %src.0.describe, "rewinding the data dir with pg_rewind");
+                self.write_pgpass(step)?;
+                let args: Vec<OsString> = vec![format!("--target-pgdata={}", cfg.pgdata.display()).into(), format!("--source-server={}", src.1).into()];
+                self.tool(step, Tool::Rewind, "pg_rewind", &args, t.timing.sync_timeout).await?;
+                // pg_rewind copied the source's own configuration; ours is rewritten next.
+                Ok(())
+            }
+            Step::WriteConfig => self.write_config(t, step),
+            Step::CreateStandbySignal => {
+                state::atomic_write(&cfg.pgdata.join("standby.signal"), b"", 0o600).map_err(io("write", &cfg.pgdata.join("standby.signal")))
+            }
+            Step::CreateReplicationRole => {
+                let client = self.sql(step, t).await?;
+                sql::ensure_replication_role(&client, &cfg.repl_username, cfg.repl_password.as_ref())
+                    .await
+                    .map_err(|source| StepError::Sql { step: step.name(), source })
+            }
+            Step::CreateSlot(name) => {
+                let client = self.sql(step, t).await?;
+                sql::create_slot(&client, name).await.map_err(|source| StepError::Sql { step: step.name(), source })
+            }
+            Step::DropSlot(name) => {
+                let client = self.sql(step, t).await?;
+                sql::drop_slot(&client, name).await.map_err(|source| StepError::Sql { step: step.name(), source })
+            }
+            Step::RecordDbState(st) => {
+                state::write_db_state(&cfg.data_dir, st).map_err(io("write", &cfg.data_dir.join(state::DB_STATE_FILE)))?;
+                self.recorded = Some(st.clone());
+                Ok(())
+            }
+            Step::ReportDataDirMissing => {
+                if !self.data_dir_missing {
+                    tracing::warn!(pgdata = %cfg.pgdata.display(), "the data dir of this keeper's db is missing: reporting dataDirMissing and waiting for the sentinel (no initdb)");
+                }
+                self.data_dir_missing = true;
+                Ok(())
+            }
+            Step::Wait(_) => Ok(()),
+        }
+    }
+
+    async fn tool(&self, step: &Step, tool: Tool, program: &str, args: &[OsString], timeout: Duration) -> Result<(), StepError> {
+        let args: Vec<&OsStr> = args.iter().map(OsString::as_os_str).collect();
+        let envs = [("PGPASSFILE", self.cfg.pgpass.as_os_str()), ("PGCONNECT_TIMEOUT", OsStr::new("10"))];
+        run_tool(step.name(), tool, &self.cfg.program(program), &args, &envs, timeout).await.map(|_| ())
+    }
+
+    async fn pg_ctl(&self, step: &'static str, args: &[&str]) -> Result<String, StepError> {
+        let mut all: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+        all.extend([OsStr::new("-D"), self.cfg.pgdata.as_os_str()]);
+        run_tool(step, Tool::PgCtl, &self.cfg.program("pg_ctl"), &all, &[], PG_CTL_TIMEOUT + Duration::from_secs(5)).await
+    }
+
+    /// Stops postgres (`mode` fast or immediate), waits for it, and reaps our child. Stopping a stopped
+    /// postgres succeeds.
+    pub async fn stop(&mut self, mode: &str) -> Result<(), StepError> {
+        if !self.running() {
+            self.child.wait_exit(Duration::from_secs(1)).await;
+            return Ok(());
+        }
+        if process::postmaster_pid(&self.cfg.pgdata).is_none() {
+            // Our child runs but its data dir (and postmaster.pid) is gone: pg_ctl cannot reach it.
+            tracing::warn!("postgres runs without its postmaster.pid (data dir wiped?): signalling it directly");
+            self.child.interrupt();
+            self.child.wait_exit(PG_CTL_TIMEOUT).await;
+            self.conf_applied = None;
+            return Ok(());
+        }
+        let timeout = PG_CTL_TIMEOUT.as_secs().to_string();
+        self.pg_ctl("stop", &["stop", "-m", mode, "-w", "-t", &timeout]).await?;
+        self.child.wait_exit(Duration::from_secs(10)).await;
+        self.conf_applied = None;
+        Ok(())
+    }
+
+    async fn start(&mut self, t: &Target) -> Result<(), StepError> {
+        if self.running() {
+            return Ok(());
+        }
+        // A pgpass deleted by someone must not stop replication.
+        self.write_pgpass(&Step::Start)?;
+        self.child.spawn(&self.cfg.program("postgres"), &self.cfg.pgdata)?;
+        self.conf_applied = Some(t.desired.conf_hash);
+        let deadline = Instant::now() + t.timing.db_wait_ready_timeout;
+        loop {
+            if let Some(status) = self.child.reap() {
+                self.conf_applied = None;
+                return Err(StepError::StartExited { status: status.to_string() });
+            }
+            if let Ok(client) = sql::connect(&self.cfg, Duration::from_secs(2)).await {
+                if client.simple_query("SELECT 1").await.is_ok() {
+                    tracing::info!("postgres accepts connections");
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(StepError::StartTimeout { timeout: t.timing.db_wait_ready_timeout });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn initdb(&mut self, t: &Target) -> Result<(), StepError> {
+        let cfg = Arc::clone(&self.cfg);
+        let pwfile = cfg.data_dir.join(".initdb-pwfile");
+        let mut args: Vec<OsString> = vec!["-D".into(), cfg.pgdata.clone().into(), "-U".into(), cfg.su_username.clone().into(), "--auth-local=trust".into(), format!("--auth-host={}", cfg.su_auth.as_hba()).into()];
+        if let Some(pw) = &cfg.su_password {
+            state::atomic_write(&pwfile, format!("{}\n", pw.expose()).as_bytes(), 0o600)
+                .map_err(|source| StepError::Io { step: "initdb", what: "write", path: pwfile.clone(), source })?;
+            args.push(format!("--pwfile={}", pwfile.display()).into());
+        }
+        let nc = &t.new_config;
+        if let Some(locale) = &nc.locale {
+            args.push(format!("--locale={locale}").into());
+        }
+        if let Some(encoding) = &nc.encoding {
+            args.push(format!("--encoding={encoding}").into());
+        }
+        if nc.data_checksums == Some(true) {
+            args.push("--data-checksums".into());
+        }
+        let result = self.tool(&Step::InitDb, Tool::InitDb, "initdb", &args, INITDB_TIMEOUT).await;
+        let _ = std::fs::remove_file(&pwfile);
+        result
+    }
+
+    fn write_pgpass(&self, step: &Step) -> Result<(), StepError> {
+        let cfg = &self.cfg;
+        state::write_pgpass(&cfg.data_dir, &[(&cfg.su_username, cfg.su_password.as_ref()), (&cfg.repl_username, cfg.repl_password.as_ref())])
+            .map(|_| ())
+            .map_err(|source| StepError::Io { step: step.name(), what: "write", path: cfg.pgpass.clone(), source })
+    }
+
+    fn write_config(&self, t: &Target, step: &Step) -> Result<(), StepError> {
+        let pgdata = &self.cfg.pgdata;
+        let err = |what: &'static str, path: std::path::PathBuf| move |source| StepError::Io { step: step.name(), what, path, source };
+        self.write_pgpass(step)?;
+        let stolon = pgdata.join(conf::STOLON_CONF_FILE);
+        state::atomic_write(&stolon, t.stolon_conf.as_bytes(), 0o600).map_err(err("write", stolon.clone()))?;
+        let hba = pgdata.join("pg_hba.conf");
+        state::atomic_write(&hba, t.pg_hba.as_bytes(), 0o600).map_err(err("write", hba.clone()))?;
+        let main = pgdata.join("postgresql.conf");
+        let text = match std::fs::read_to_string(&main) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(err("read", main.clone())(e)),
+        };
+        if !conf::include_is_last(&text) {
+            state::atomic_write(&main, conf::with_include_last(&text).as_bytes(), 0o600).map_err(err("write", main.clone()))?;
+        }
+        Ok(())
+    }
+
+    async fn sql(&self, step: &Step, t: &Target) -> Result<tokio_postgres::Client, StepError> {
+        sql::connect(&self.cfg, t.timing.request_timeout).await.map_err(|source| StepError::Sql { step: step.name(), source })
+    }
+}
+
+fn no_source(step: &Step) -> StepError {
+    StepError::Precondition { step: step.name(), reason: "clusterdata gives no address for the followed db yet".into() }
+}
+
+/// Removes everything inside `dir` (the dir itself stays: it may be a mount point).
+pub fn remove_contents(dir: &Path) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(&path)?;
+        } else {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}
+
+/// The source's replication conninfo with another application_name: a pg_basebackup WAL stream
+/// under the standby's own name (`stolon_<db>`) would be counted as that synchronous standby
+/// and could acknowledge commits before the standby even exists. libpq takes the last value of
+/// a repeated keyword.
+fn basebackup_conninfo(repl_conninfo: &str) -> String {
+    format!("{repl_conninfo} application_name='stolon-basebackup'")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remove_contents_keeps_the_dir_and_tolerates_absence() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("pg");
+        std::fs::create_dir_all(d.join("base/1")).unwrap();
+        std::fs::write(d.join("PG_VERSION"), "15").unwrap();
+        std::os::unix::fs::symlink("/nonexistent", d.join("link")).unwrap();
+        remove_contents(&d).unwrap();
+        assert!(d.is_dir());
+        assert_eq!(std::fs::read_dir(&d).unwrap().count(), 0);
+        remove_contents(&dir.path().join("nope")).unwrap();
+    }
+}

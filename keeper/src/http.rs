@@ -1,0 +1,221 @@
+//! Probes and metrics on `--metrics-listen-address`, answered from a shared snapshot that the
+//! keeper's loops update (no I/O in a handler):
+//! - `GET /health`: 200 when the keeper's pass ran recently and postgres answers, else 503;
+//! - `GET /role`: 200 with `master`, `standby` or `none` (what postgres is, not what it should be);
+//! - `GET /primary`: 200 only when clusterdata, read from the store within proxyTimeout, elects
+//!   this keeper's db and postgres is out of recovery, else 503 (for load balancers that must find
+//!   the one writable node; a keeper cut off from the store stops vouching for itself, like a
+//!   proxy fences itself, DESIGN §2.2);
+//! - `GET /replica`: 200 only on a healthy standby that is streaming, else 503;
+//! - `GET /metrics`: Prometheus text, Stolon's names where they exist.
+
+use crate::desired::Timing;
+use crate::sql::PgStatus;
+use crate::state::DbState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime};
+use stolon_common::http::PromText;
+
+/// What the loops know, for probes, metrics and the info publisher.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// postgres' status at the last observation, `None` when it did not answer.
+    pub pg: Option<PgStatus>,
+    pub pg_observed_at: Option<Instant>,
+    /// Clusterdata elects this keeper's db as master.
+    pub elected_master: bool,
+    /// When clusterdata was last read from the store.
+    pub cluster_data_read_at: Option<Instant>,
+    pub recorded: Option<DbState>,
+    pub data_dir_missing: bool,
+    pub cluster_uid: Option<String>,
+    pub timing: Timing,
+    /// End of the last pass, whatever its outcome.
+    pub last_pass: Option<Instant>,
+    /// Wall-clock time of the last pass whose steps all succeeded.
+    pub last_sync_success: Option<SystemTime>,
+    pub sync_failures: u64,
+}
+
+/// The snapshot behind a lock. The lock is held only to copy values in or out.
+#[derive(Debug)]
+pub struct Shared {
+    inner: Mutex<Snapshot>,
+}
+
+impl Shared {
+    pub fn new(timing: Timing, recorded: Option<DbState>) -> Arc<Shared> {
+        Arc::new(Shared {
+            inner: Mutex::new(Snapshot {
+                pg: None,
+                pg_observed_at: None,
+                elected_master: false,
+                cluster_data_read_at: None,
+                recorded,
+                data_dir_missing: false,
+                cluster_uid: None,
+                timing,
+                last_pass: None,
+                last_sync_success: None,
+                sync_failures: 0,
+            }),
+        })
+    }
+
+    /// The snapshot, for reading or updating. A poisoned lock (a panic elsewhere) still yields
+    /// the data: every field is valid on its own.
+    pub fn lock(&self) -> MutexGuard<'_, Snapshot> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn get(&self) -> Snapshot {
+        self.lock().clone()
+    }
+}
+
+/// What postgres is now: `master`, `standby` or `none`.
+pub fn local_role(s: &Snapshot) -> &'static str {
+    match &s.pg {
+        Some(pg) if pg.in_recovery => "standby",
+        Some(_) => "master",
+        None => "none",
+    }
+}
+
+/// Healthy: the pass ran within the info TTL (plus a request timeout) and postgres answered at
+/// the last observation, itself recent.
+pub fn healthy(s: &Snapshot, now: Instant) -> bool {
+    let window = s.timing.info_ttl() + s.timing.request_timeout;
+    let recent = |t: Option<Instant>| t.is_some_and(|t| now.saturating_duration_since(t) <= window);
+    recent(s.last_pass) && recent(s.pg_observed_at) && s.pg.is_some()
+}
+
+pub fn is_primary(s: &Snapshot, now: Instant) -> bool {
+    let fresh = s.cluster_data_read_at.is_some_and(|t| now.saturating_duration_since(t) <= s.timing.proxy_timeout);
+    fresh && s.elected_master && s.pg.as_ref().is_some_and(|pg| !pg.in_recovery)
+}
+
+pub fn is_replica(s: &Snapshot) -> bool {
+    s.pg.as_ref().is_some_and(|pg| pg.in_recovery && pg.streaming)
+}
+
+fn code(ok: bool) -> StatusCode {
+    if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
+/// Renders the metrics.
+pub fn metrics(s: &Snapshot, now: Instant) -> String {
+    let mut p = PromText::new();
+    let role = local_role(s);
+    p.family("stolon_keeper_local_role", "gauge", "The role of the local postgres: 1 for the current one.");
+    for r in ["master", "standby", "none"] {
+        p.sample("stolon_keeper_local_role", &[("role", r)], if r == role { 1.0 } else { 0.0 });
+    }
+    let last = s.last_sync_success.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()).map_or(0.0, |d| d.as_secs_f64());
+    p.single("stolon_keeper_last_sync_success_seconds", "gauge", "Unix time of the last pass whose steps all succeeded.", last);
+    p.single("stolon_keeper_sync_failures_total", "counter", "Passes that stopped on a failed step.", s.sync_failures as f64);
+    let needs_restart = s.pg.as_ref().is_some_and(|pg| pg.pending_restart);
+    p.single("stolon_keeper_needs_restart", "gauge", "1 when a changed setting waits for a postgres restart.", f64::from(u8::from(needs_restart)));
+    p.single("stolon_keeper_healthy", "gauge", "1 when the keeper and its postgres are healthy (as /health).", f64::from(u8::from(healthy(s, now))));
+    p.single("stolon_keeper_data_dir_missing", "gauge", "1 when the db's data dir is missing and the keeper waits for the sentinel.", f64::from(u8::from(s.data_dir_missing)));
+    if let Some(pg) = &s.pg {
+        p.single("stolon_keeper_xlog_pos", "gauge", "WAL position (insert on a master, replay on a standby).", pg.xlog_pos as f64);
+        p.single("stolon_keeper_timeline_id", "gauge", "Current timeline.", f64::from(pg.timeline_id));
+    }
+    p.finish()
+}
+
+/// The probe and metrics routes.
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/health", get(|State(s): State<Arc<Shared>>| async move { code(healthy(&s.get(), Instant::now())) }))
+        .route("/role", get(|State(s): State<Arc<Shared>>| async move { local_role(&s.get()) }))
+        .route("/primary", get(|State(s): State<Arc<Shared>>| async move { code(is_primary(&s.get(), Instant::now())) }))
+        .route("/replica", get(|State(s): State<Arc<Shared>>| async move { code(is_replica(&s.get())) }))
+        .route("/metrics", get(|State(s): State<Arc<Shared>>| async move { metrics(&s.get(), Instant::now()) }))
+        .with_state(shared)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clusterview::ClusterSpec;
+    use std::time::Duration;
+
+    fn snap(pg: Option<PgStatus>) -> Snapshot {
+        let shared = Shared::new(Timing::from_spec(&ClusterSpec::defaults()), None);
+        let mut s = shared.get();
+        s.pg = pg;
+        s.pg_observed_at = Some(Instant::now());
+        s.last_pass = Some(Instant::now());
+        s
+    }
+
+    #[test]
+    fn roles_and_probes() {
+        let none = snap(None);
+        assert_eq!(local_role(&none), "none");
+        assert!(!healthy(&none, Instant::now()));
+        let mut master = snap(Some(PgStatus::default()));
+        assert_eq!(local_role(&master), "master");
+        assert!(healthy(&master, Instant::now()));
+        assert!(!is_primary(&master, Instant::now()), "not elected");
+        master.elected_master = true;
+        assert!(!is_primary(&master, Instant::now()), "clusterdata never read");
+        master.cluster_data_read_at = Some(Instant::now());
+        assert!(is_primary(&master, Instant::now()));
+        assert!(!is_primary(&master, Instant::now() + Duration::from_secs(30)), "stale clusterdata: fenced");
+        let standby = snap(Some(PgStatus { in_recovery: true, streaming: false, ..Default::default() }));
+        assert_eq!(local_role(&standby), "standby");
+        assert!(!is_replica(&standby));
+        let streaming = snap(Some(PgStatus { in_recovery: true, streaming: true, ..Default::default() }));
+        assert!(is_replica(&streaming));
+        assert!(!is_primary(&Snapshot { elected_master: true, cluster_data_read_at: Some(Instant::now()), ..streaming }, Instant::now()));
+    }
+
+    #[test]
+    fn stale_pass_is_unhealthy() {
+        let s = snap(Some(PgStatus::default()));
+        assert!(!healthy(&s, Instant::now() + Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn metrics_text() {
+        let mut s = snap(Some(PgStatus { in_recovery: true, pending_restart: true, ..Default::default() }));
+        s.last_sync_success = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1000));
+        let text = metrics(&s, Instant::now());
+        assert!(text.contains("stolon_keeper_local_role{role=\"standby\"} 1"), "{text}");
+        assert!(text.contains("stolon_keeper_local_role{role=\"master\"} 0"), "{text}");
+        assert!(text.contains("stolon_keeper_last_sync_success_seconds 1000"), "{text}");
+        assert!(text.contains("stolon_keeper_needs_restart 1"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn served_over_http() {
+        let shared = Shared::new(Timing::from_spec(&ClusterSpec::defaults()), None);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, router(shared)).await });
+        let get = |path: &'static str| async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+            c.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+            let mut out = String::new();
+            c.read_to_string(&mut out).await.unwrap();
+            out
+        };
+        assert!(get("/role").await.ends_with("none"));
+        assert!(get("/health").await.starts_with("HTTP/1.1 503"));
+        assert!(get("/primary").await.starts_with("HTTP/1.1 503"));
+        assert!(get("/metrics").await.contains("stolon_keeper_local_role"));
+        server.abort();
+    }
+}

@@ -1,0 +1,233 @@
+//! The keeper's two loops.
+//!
+//! - The *pass* loop (`Keeper::run`), every sleepInterval: read clusterdata, observe, plan,
+//!   execute. A step may take long (pg_basebackup), so this loop does not publish.
+//! - The *publish* loop (`publish_loop`), every sleepInterval: look at postgres (one SQL round
+//!   trip) and publish a KeeperInfo with a fresh infoUID, so the sentinel sees this keeper alive
+//!   even while a long step runs, and sees postgres as it is right now.
+//!
+//! Faults: when the store cannot be read, the pass loop holds still (postgres keeps running as
+//! it is: no stop, no demotion; the keeper cannot know what the sentinel decided meanwhile).
+//! Unreadable clusterdata (corrupt, or a newer format) is logged and the last good copy is used.
+
+use crate::config::KeeperConfig;
+use crate::desired::{self, Timing};
+use crate::exec::Executor;
+use crate::http::Shared;
+use crate::info::{self, InfoInput};
+use crate::observe::{self, Memory};
+use crate::plan::{plan, DataDir, Step};
+use clusterview::store::InfoKind;
+use clusterview::{ClusterData, Store, StoreError};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tracing::Instrument;
+
+/// What the last read of clusterdata gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StoreState {
+    Fresh,
+    /// No clusterdata: the cluster was not initialized (`stolonctl init`).
+    Absent,
+    /// The document could not be used; the last good copy stands.
+    Unusable,
+    Unreachable,
+}
+
+/// The pass loop's state.
+pub struct Keeper {
+    cfg: Arc<KeeperConfig>,
+    store: Store,
+    shared: Arc<Shared>,
+    pub exec: Executor,
+    last_cd: Option<ClusterData>,
+    store_state: Option<StoreState>,
+    /// The last plan, to log a plan only when it changes.
+    last_plan: Vec<Step>,
+    /// The last failure logged and when, so a failure repeated every pass is logged once a minute.
+    last_error: Option<(String, Instant)>,
+}
+
+/// How often the same failure is logged again while it repeats.
+const REPEATED_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+impl Keeper {
+    pub fn new(cfg: Arc<KeeperConfig>, store: Store, shared: Arc<Shared>, exec: Executor) -> Keeper {
+        Keeper { cfg, store, shared, exec, last_cd: None, store_state: None, last_plan: Vec::new(), last_error: None }
+    }
+
+    fn timing(&self) -> Timing {
+        self.last_cd.as_ref().map_or_else(|| Timing::from_spec(&clusterview::ClusterSpec::defaults()), |cd| Timing::from_spec(&cd.cluster.spec))
+    }
+
+    /// Runs passes forever; cancelled by dropping the future (shutdown).
+    pub async fn run(&mut self) {
+        loop {
+            let span = tracing::info_span!("pass", keeper = %self.cfg.uid);
+            self.pass().instrument(span).await;
+            tokio::time::sleep(self.timing().sleep_interval).await;
+        }
+    }
+
+    async fn read_cluster_data(&mut self) -> StoreState {
+        let state = match self.store.get_cluster_data().await {
+            Ok(Some(v)) => {
+                self.last_cd = Some(v.value);
+                StoreState::Fresh
+            }
+            Ok(None) => StoreState::Absent,
+            Err(StoreError::Data(err)) => {
+                if self.store_state != Some(StoreState::Unusable) {
+                    tracing::error!(error = %err, "clusterdata in the store is unusable; keeping the last good copy");
+                }
+                StoreState::Unusable
+            }
+            Err(err) => {
+                if self.store_state != Some(StoreState::Unreachable) {
+                    tracing::warn!(error = %err, "cannot read clusterdata; leaving postgres as it is until the store answers");
+                }
+                StoreState::Unreachable
+            }
+        };
+        if self.store_state != Some(state) {
+            match state {
+                StoreState::Absent => tracing::info!("no clusterdata yet: waiting for `stolonctl init`"),
+                StoreState::Fresh if self.store_state.is_some() => tracing::info!("clusterdata readable again"),
+                _ => {}
+            }
+        }
+        self.store_state = Some(state);
+        state
+    }
+
+    /// One pass: clusterdata, observation, plan, execution.
+    async fn pass(&mut self) {
+        let state = self.read_cluster_data().await;
+        match state {
+            StoreState::Unreachable => {}
+            StoreState::Absent => {
+                let mut s = self.shared.lock();
+                s.cluster_data_read_at = Some(Instant::now());
+                s.elected_master = false;
+            }
+            StoreState::Fresh | StoreState::Unusable => self.shared.lock().cluster_data_read_at = Some(Instant::now()),
+        }
+        let plannable = matches!(state, StoreState::Fresh | StoreState::Unusable);
+        let Some(cd) = self.last_cd.clone().filter(|_| plannable) else {
+            self.shared.lock().last_pass = Some(Instant::now());
+            return;
+        };
+        let target = desired::target(&cd, &self.cfg, self.exec.recorded.as_ref());
+        let running = self.exec.running();
+        let rewind_failed = target.desired.db.as_ref().is_some_and(|db| self.exec.rewind_failed_for.as_deref() == Some(db.uid.as_str()));
+        let memory = Memory { conf_applied: self.exec.conf_applied, rewind_failed };
+        let (observed, _) = observe::observe(&self.cfg, running, &memory, target.timing.request_timeout).await;
+        let steps = plan(&target.desired, &observed);
+        let new_plan = steps != self.last_plan;
+        if new_plan {
+            tracing::info!(db = ?target.desired.db.as_ref().map(|d| &d.uid), ?steps, ?observed, "plan");
+            self.last_plan = steps.clone();
+        }
+        if !steps.contains(&Step::ReportDataDirMissing) || observed.data_dir == DataDir::Present {
+            self.exec.data_dir_missing = false;
+        }
+        let result = self.exec.run(&steps, &target, new_plan).await;
+        let mut s = self.shared.lock();
+        s.timing = target.timing;
+        s.elected_master = target.elected_master;
+        s.cluster_uid = Some(cd.cluster.uid.clone());
+        s.recorded = self.exec.recorded.clone();
+        s.data_dir_missing = self.exec.data_dir_missing;
+        s.last_pass = Some(Instant::now());
+        match result {
+            Ok(()) => {
+                s.last_sync_success = Some(SystemTime::now());
+                drop(s);
+                if self.last_error.take().is_some() {
+                    tracing::info!("pass succeeded again");
+                }
+            }
+            Err(err) => {
+                s.sync_failures += 1;
+                drop(s);
+                let text = err.to_string();
+                let repeated = self.last_error.as_ref().is_some_and(|(last, at)| *last == text && at.elapsed() < REPEATED_ERROR_LOG_INTERVAL);
+                if repeated {
+                    tracing::debug!(error = %text, "pass stopped on a failed step (again)");
+                } else {
+                    tracing::error!(error = %text, "pass stopped on a failed step; retrying every sleepInterval");
+                    self.last_error = Some((text, Instant::now()));
+                }
+            }
+        }
+    }
+
+    /// Stops postgres on shutdown: fast, then immediate if fast did not work.
+    pub async fn shutdown(&mut self) {
+        if !self.exec.running() {
+            return;
+        }
+        tracing::info!("stopping postgres (fast shutdown)");
+        if let Err(err) = self.exec.stop("fast").await {
+            tracing::error!(error = %err, "fast shutdown failed; trying immediate");
+            if let Err(err) = self.exec.stop("immediate").await {
+                tracing::error!(error = %err, "postgres could not be stopped");
+            }
+        }
+    }
+}
+
+/// Observes postgres and publishes the keeper's info every sleepInterval, forever.
+pub async fn publish_loop(cfg: Arc<KeeperConfig>, store: Store, shared: Arc<Shared>, boot_uuid: String) {
+    let mut publisher: Option<(Duration, clusterview::store::InfoPublisher)> = None;
+    let mut failing = false;
+    loop {
+        let timing = shared.get().timing;
+        let ttl = timing.info_ttl();
+        if publisher.as_ref().map(|(t, _)| *t) != Some(ttl) {
+            publisher = Some((ttl, clusterview::store::InfoPublisher::new(&store, InfoKind::Keeper, &cfg.uid, ttl)));
+        }
+        let status = observe::pg_status(&cfg, timing.request_timeout).await;
+        let history = status.as_ref().map(|s| info::read_timeline_history(&cfg.pgdata, s.timeline_id)).unwrap_or_default();
+        let snapshot = {
+            let mut s = shared.lock();
+            s.pg = status.clone();
+            s.pg_observed_at = Some(Instant::now());
+            s.clone()
+        };
+        let keeper_info = info::keeper_info(
+            &cfg,
+            InfoInput {
+                cluster_uid: snapshot.cluster_uid.as_deref(),
+                boot_uuid: &boot_uuid,
+                recorded: snapshot.recorded.as_ref(),
+                data_dir_missing: snapshot.data_dir_missing,
+                pg: status.as_ref().map(|s| (s, history)),
+            },
+        );
+        if let Some((_, p)) = publisher.as_mut() {
+            match p.publish(&keeper_info).await {
+                Ok(()) if failing => {
+                    tracing::info!("publishing the keeper info again");
+                    failing = false;
+                }
+                Ok(()) => {}
+                Err(err) => {
+                    if !failing {
+                        tracing::warn!(error = %err, "cannot publish the keeper info; retrying every sleepInterval");
+                    }
+                    failing = true;
+                }
+            }
+        }
+        tokio::time::sleep(timing.sleep_interval).await;
+    }
+}
+
+/// Removes the keeper's info on clean shutdown, so the sentinel need not wait for its lease.
+pub async fn withdraw_info(cfg: &KeeperConfig, store: &Store) {
+    let mut publisher = clusterview::store::InfoPublisher::new(store, InfoKind::Keeper, &cfg.uid, Duration::from_secs(1));
+    if let Err(err) = publisher.withdraw().await {
+        tracing::debug!(error = %err, "cannot withdraw the keeper info; it expires with its lease");
+    }
+}

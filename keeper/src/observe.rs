@@ -1,0 +1,167 @@
+//! Observation: what the data dir and postgres look like right now, as the plan's `Observed`.
+//!
+//! Read-only: files in PGDATA, `postmaster.pid`, `pg_controldata` when postgres is down, and one
+//! SQL round trip when it is up. The parsers are pure and tested; the rest is thin I/O.
+
+use crate::config::KeeperConfig;
+use crate::conf;
+use crate::error::Tool;
+use crate::plan::{DataDir, Observed};
+use crate::process::{self, run_tool};
+use crate::sql::{self, PgStatus};
+use std::ffi::OsStr;
+use std::path::Path;
+use std::time::Duration;
+
+/// Classifies PGDATA.
+pub fn classify_data_dir(pgdata: &Path) -> DataDir {
+    let mut entries = match std::fs::read_dir(pgdata) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return DataDir::Missing,
+        // Unreadable: not something we may wipe or adopt blindly; call it partial.
+        Err(_) => return DataDir::Partial,
+    };
+    if entries.next().is_none() {
+        return DataDir::Empty;
+    }
+    if pgdata.join("PG_VERSION").is_file() && pgdata.join("global").join("pg_control").is_file() {
+        DataDir::Present
+    } else {
+        DataDir::Partial
+    }
+}
+
+/// What `pg_controldata` says (run with LC_ALL=C, so the labels are English).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ControlData {
+    pub system_id: Option<String>,
+    /// "shut down", "shut down in recovery", "in production", "in archive recovery", ...
+    pub cluster_state: Option<String>,
+}
+
+pub fn parse_controldata(text: &str) -> ControlData {
+    let field = |label: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(label).and_then(|rest| rest.strip_prefix(':')))
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    ControlData { system_id: field("Database system identifier"), cluster_state: field("Database cluster state") }
+}
+
+/// Runs pg_controldata on PGDATA.
+pub async fn control_data(cfg: &KeeperConfig, timeout: Duration) -> Option<ControlData> {
+    let args = [cfg.pgdata.as_os_str()];
+    let envs = [("LC_ALL", OsStr::new("C")), ("LANG", OsStr::new("C"))];
+    match run_tool("observe", Tool::ControlData, &cfg.program("pg_controldata"), &args, &envs, timeout).await {
+        Ok(text) => Some(parse_controldata(&text)),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot read pg_control");
+            None
+        }
+    }
+}
+
+/// Hash of the configuration files on disk, comparable to `Desired::conf_hash`.
+pub fn conf_on_disk(pgdata: &Path) -> Option<u64> {
+    let stolon = std::fs::read_to_string(pgdata.join(conf::STOLON_CONF_FILE)).ok()?;
+    let hba = std::fs::read_to_string(pgdata.join("pg_hba.conf")).unwrap_or_default();
+    let main = std::fs::read_to_string(pgdata.join("postgresql.conf")).unwrap_or_default();
+    Some(conf::config_hash(&stolon, &hba, conf::include_is_last(&main)))
+}
+
+/// postgres' status when a postmaster runs on PGDATA and answers SQL.
+pub async fn pg_status(cfg: &KeeperConfig, timeout: Duration) -> Option<PgStatus> {
+    process::postmaster_pid(&cfg.pgdata)?;
+    let client = match sql::connect(cfg, timeout).await {
+        Ok(client) => client,
+        Err(err) => {
+            tracing::debug!(error = %err, "postgres does not answer");
+            return None;
+        }
+    };
+    match tokio::time::timeout(timeout, sql::query_status(&client, &cfg.repl_username)).await {
+        Ok(Ok(status)) => Some(status),
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "cannot read postgres' status");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(?timeout, "reading postgres' status timed out");
+            None
+        }
+    }
+}
+
+/// What the executor remembers between passes (lost on restart, on purpose).
+#[derive(Debug, Clone, Default)]
+pub struct Memory {
+    pub conf_applied: Option<u64>,
+    pub rewind_failed: bool,
+}
+
+/// Observes the data dir and postgres. `running` comes from the caller, which owns the child.
+pub async fn observe(cfg: &KeeperConfig, running: bool, memory: &Memory, timeout: Duration) -> (Observed, Option<PgStatus>) {
+    let data_dir = classify_data_dir(&cfg.pgdata);
+    let status = if running { pg_status(cfg, timeout).await } else { None };
+    let system_id = match (&status, data_dir, running) {
+        (Some(s), _, _) => Some(s.system_id.clone()),
+        (None, DataDir::Present, false) => control_data(cfg, timeout).await.and_then(|c| c.system_id),
+        _ => None,
+    };
+    let observed = Observed {
+        data_dir,
+        system_id,
+        running,
+        healthy: status.is_some(),
+        in_recovery: status.as_ref().map(|s| s.in_recovery),
+        standby_signal: cfg.pgdata.join("standby.signal").exists(),
+        conf_on_disk: conf_on_disk(&cfg.pgdata),
+        conf_applied: if running { memory.conf_applied } else { None },
+        pending_restart: status.as_ref().is_some_and(|s| s.pending_restart),
+        repl_role_exists: status.as_ref().map(|s| s.repl_role_exists),
+        slots: status.as_ref().filter(|s| !s.in_recovery).map(|s| s.slots.clone()),
+        rewind_failed: memory.rewind_failed,
+    };
+    (observed, status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_dir_states() {
+        let dir = tempfile::tempdir().unwrap();
+        let pgdata = dir.path().join("postgres");
+        assert_eq!(classify_data_dir(&pgdata), DataDir::Missing);
+        std::fs::create_dir(&pgdata).unwrap();
+        assert_eq!(classify_data_dir(&pgdata), DataDir::Empty);
+        std::fs::write(pgdata.join("PG_VERSION"), "15\n").unwrap();
+        assert_eq!(classify_data_dir(&pgdata), DataDir::Partial);
+        std::fs::create_dir(pgdata.join("global")).unwrap();
+        std::fs::write(pgdata.join("global/pg_control"), b"x").unwrap();
+        assert_eq!(classify_data_dir(&pgdata), DataDir::Present);
+    }
+
+    #[test]
+    fn controldata_fields() {
+        let text = "pg_control version number:            1300\nCatalog version number:               202209061\nDatabase system identifier:           7351234567890123456\nDatabase cluster state:               shut down in recovery\n";
+        let c = parse_controldata(text);
+        assert_eq!(c.system_id.as_deref(), Some("7351234567890123456"));
+        assert_eq!(c.cluster_state.as_deref(), Some("shut down in recovery"));
+        assert_eq!(parse_controldata(""), ControlData::default());
+    }
+
+    #[test]
+    fn conf_on_disk_matches_rendered_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(conf_on_disk(dir.path()), None);
+        std::fs::write(dir.path().join(conf::STOLON_CONF_FILE), "a = '1'\n").unwrap();
+        std::fs::write(dir.path().join("pg_hba.conf"), "local all \"pg\" trust\n").unwrap();
+        std::fs::write(dir.path().join("postgresql.conf"), conf::with_include_last("x = 1\n")).unwrap();
+        assert_eq!(conf_on_disk(dir.path()), Some(conf::config_hash("a = '1'\n", "local all \"pg\" trust\n", true)));
+        std::fs::write(dir.path().join("postgresql.conf"), "x = 1\n").unwrap();
+        assert_eq!(conf_on_disk(dir.path()), Some(conf::config_hash("a = '1'\n", "local all \"pg\" trust\n", false)));
+    }
+}

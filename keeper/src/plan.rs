@@ -1,0 +1,390 @@
+//! The keeper's decision: `plan(&Desired, &Observed) -> Vec<Step>`, pure and table-tested.
+//!
+//! `Desired` is what clusterdata asks of this keeper (its db, the db it follows, the slots it
+//! keeps) plus what `dbstate.json` says was already done; `Observed` is what the keeper saw of its
+//! data dir and postgres this pass. The plan is the list of steps that moves one toward the other.
+//! The executor runs the steps in order and stops at the first failure; the next pass observes
+//! again and plans again, so every step is written to be idempotent and safe to repeat after a
+//! `kill -9` at any point (a level-triggered reconciler, as in kube-rs).
+//!
+//! Data safety (DESIGN §2.4) lives here, where the tests can see it:
+//! - the data dir is removed only to apply initMode `new` or `resync` to a db uid that is not
+//!   yet recorded in dbstate.json (or to resync a primary that clusterdata says is a standby);
+//! - a db whose init was applied, or whose initMode is `none`/`existing`, never gets initdb: a
+//!   missing data dir is reported (`ReportDataDirMissing`) and the keeper waits, except that a
+//!   stopped standby is simply copied again from its master (it can only come back as a standby);
+//! - a resync tries pg_rewind first when `usePgrewind` and the system ids match; a pg_rewind that
+//!   failed for this db is not tried again by this process (full pg_basebackup instead).
+
+use crate::state::DbState;
+use clusterview::data::{DbInitMode, DbRole};
+use std::collections::BTreeSet;
+
+/// What clusterdata and dbstate.json ask of this keeper.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Desired {
+    /// This keeper's db in clusterdata; `None` when clusterdata assigns it none.
+    pub db: Option<DesiredDb>,
+    /// `<data-dir>/dbstate.json`.
+    pub recorded: Option<DbState>,
+    /// Hash of the configuration files the keeper wants (`conf::config_hash`).
+    pub conf_hash: u64,
+    /// The spec's usePgrewind.
+    pub use_pgrewind: bool,
+    /// The spec's automaticPgRestart: restart when a changed setting needs it.
+    pub automatic_pg_restart: bool,
+    /// PostgreSQL >= 13 applies a new primary_conninfo on reload; older ones need a restart.
+    pub reload_applies_conninfo: bool,
+}
+
+/// This keeper's db, as clusterdata describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredDb {
+    pub uid: String,
+    pub generation: u64,
+    pub role: DbRole,
+    pub init_mode: DbInitMode,
+    /// Where a standby copies and streams from; `None` when clusterdata does not say yet (the
+    /// followed db has no address).
+    pub source: Option<Source>,
+    /// On a master: the replication slots to keep (`stolon_<follower>` and the additional ones).
+    pub slots: BTreeSet<String>,
+}
+
+/// The followed db, as far as the plan needs to know it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    /// Its system identifier, when known: pg_rewind only between the same system.
+    pub system_id: Option<String>,
+    /// pg_rewind needs a superuser connection to it (not available for an external primary).
+    pub can_rewind: bool,
+}
+
+/// The state of `<data-dir>/postgres`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataDir {
+    Missing,
+    /// Exists and holds nothing.
+    Empty,
+    /// Holds something, but not a usable data directory (no PG_VERSION or global/pg_control),
+    /// e.g. an interrupted pg_basebackup.
+    Partial,
+    Present,
+}
+
+/// What the keeper observed this pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    pub data_dir: DataDir,
+    /// From pg_control_system() when running, else pg_controldata.
+    pub system_id: Option<String>,
+    /// A postmaster runs on the data dir (our child or one a previous keeper left).
+    pub running: bool,
+    /// postgres answers SQL.
+    pub healthy: bool,
+    /// pg_is_in_recovery(), when postgres answers.
+    pub in_recovery: Option<bool>,
+    /// `standby.signal` exists in the data dir.
+    pub standby_signal: bool,
+    /// Hash of the configuration files on disk.
+    pub conf_on_disk: Option<u64>,
+    /// Hash of the configuration the running postgres was last started or reloaded with by this
+    /// keeper process (`None` after a keeper restart: reload once to be sure).
+    pub conf_applied: Option<u64>,
+    /// A changed setting waits for a restart (pg_settings.pending_restart).
+    pub pending_restart: bool,
+    /// The replication role exists, when postgres answers.
+    pub repl_role_exists: Option<bool>,
+    /// Physical replication slots, when postgres answers as a primary.
+    pub slots: Option<BTreeSet<String>>,
+    /// A pg_rewind for this db already failed in this keeper process.
+    pub rewind_failed: bool,
+}
+
+/// Why the keeper waits instead of acting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WaitReason {
+    /// A standby's followed db has no address in clusterdata yet.
+    NoSource,
+    /// initMode `new` on a standby, or `resync` on a master: clusterdata is inconsistent.
+    InconsistentInitMode(DbInitMode, DbRole),
+    /// initMode pitr is not implemented by this keeper.
+    Unsupported(DbInitMode),
+}
+
+/// One step toward the desired state. Each is idempotent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Fast shutdown of postgres, waiting for it.
+    Stop,
+    /// Start postgres as the keeper's child and wait until it accepts connections.
+    Start,
+    Restart,
+    /// Re-read the configuration files (SIGHUP).
+    Reload,
+    /// Leave recovery (pg_ctl promote), waiting for it.
+    Promote,
+    /// Remove the contents of the data dir.
+    RemoveDataDir,
+    InitDb,
+    BaseBackup,
+    Rewind,
+    /// Write postgresql-stolon.conf, pg_hba.conf and the include in postgresql.conf.
+    WriteConfig,
+    CreateStandbySignal,
+    CreateReplicationRole,
+    CreateSlot(String),
+    DropSlot(String),
+    /// Write dbstate.json.
+    RecordDbState(DbState),
+    /// Publish `dataDirMissing: true` and wait for the sentinel.
+    ReportDataDirMissing,
+    Wait(WaitReason),
+}
+
+impl Step {
+    /// A short name for logs and errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Step::Stop => "stop",
+            Step::Start => "start",
+            Step::Restart => "restart",
+            Step::Reload => "reload",
+            Step::Promote => "promote",
+            Step::RemoveDataDir => "remove data dir",
+            Step::InitDb => "initdb",
+            Step::BaseBackup => "basebackup",
+            Step::Rewind => "rewind",
+            Step::WriteConfig => "write config",
+            Step::CreateStandbySignal => "create standby.signal",
+            Step::CreateReplicationRole => "create replication role",
+            Step::CreateSlot(_) => "create slot",
+            Step::DropSlot(_) => "drop slot",
+            Step::RecordDbState(_) => "record dbstate",
+            Step::ReportDataDirMissing => "report data dir missing",
+            Step::Wait(_) => "wait",
+        }
+    }
+}
+
+/// The steps that bring the observed state to the desired one.
+pub fn plan(d: &Desired, o: &Observed) -> Vec<Step> {
+    let Some(db) = &d.db else {
+        // Clusterdata gives this keeper no db (not assigned yet, or removed): a postgres running
+        // here is nobody's master or standby, so stop it rather than let clients write to it.
+        return if o.running { vec![Step::Stop] } else { vec![] };
+    };
+    let initialized = d.recorded.as_ref().is_some_and(|r| r.db_uid == db.uid);
+    // A standby whose data dir vanished after its copy is copied again: a copy of the master
+    // can only ever be a standby, so this is safe, and waiting for the sentinel to hand out a
+    // new db would leave the cluster a standby short meanwhile.
+    let lost_standby = db.role == DbRole::Standby && o.data_dir != DataDir::Present && !o.running;
+    match (&db.source, initialized && lost_standby) {
+        (Some(source), true) => copy_as_standby(d, db, source, o),
+        _ if initialized => converge(d, db, o),
+        _ => init(d, db, o),
+    }
+}
+
+/// Stop, copy the followed db (rewind or basebackup), mark as standby, record, converge.
+fn copy_as_standby(d: &Desired, db: &DesiredDb, source: &Source, o: &Observed) -> Vec<Step> {
+    let record = Step::RecordDbState(DbState { db_uid: db.uid.clone(), generation: None });
+    let mut steps = stop_if_running(o);
+    steps.extend(copy_steps(d, source, o));
+    steps.extend([Step::CreateStandbySignal, record]);
+    steps.extend(converge(d, db, &after_copy(o, true, None)));
+    steps
+}
+
+/// Applies the db's initMode to a db uid not yet recorded in dbstate.json.
+fn init(d: &Desired, db: &DesiredDb, o: &Observed) -> Vec<Step> {
+    let record = Step::RecordDbState(DbState { db_uid: db.uid.clone(), generation: None });
+    match db.init_mode {
+        DbInitMode::New => {
+            if db.role != DbRole::Master {
+                return vec![Step::Wait(WaitReason::InconsistentInitMode(db.init_mode, db.role))];
+            }
+            let mut steps = stop_if_running(o);
+            if o.data_dir != DataDir::Missing {
+                steps.push(Step::RemoveDataDir);
+            }
+            steps.extend([Step::InitDb, record]);
+            steps.extend(converge(d, db, &after_copy(o, false, Some(false))));
+            steps
+        }
+        DbInitMode::Resync => {
+            if db.role != DbRole::Standby {
+                return vec![Step::Wait(WaitReason::InconsistentInitMode(db.init_mode, db.role))];
+            }
+            let Some(source) = &db.source else {
+                return vec![Step::Wait(WaitReason::NoSource)];
+            };
+            copy_as_standby(d, db, source, o)
+        }
+        DbInitMode::Existing | DbInitMode::None => {
+            // Adopt the data dir as it is; never create one.
+            if o.data_dir != DataDir::Present {
+                return vec![Step::ReportDataDirMissing];
+            }
+            let mut steps = vec![record];
+            steps.extend(converge(d, db, o));
+            steps
+        }
+        DbInitMode::Pitr => vec![Step::Wait(WaitReason::Unsupported(db.init_mode))],
+    }
+}
+
+/// Brings an initialized db to its spec.
+fn converge(d: &Desired, db: &DesiredDb, o: &Observed) -> Vec<Step> {
+    if o.data_dir != DataDir::Present {
+        return vec![Step::ReportDataDirMissing];
+    }
+    let mut steps = Vec::new();
+    let done = match db.role {
+        DbRole::Master => converge_master(d, db, o, &mut steps),
+        DbRole::Standby => converge_standby(d, db, o, &mut steps),
+    };
+    let recorded_generation = d.recorded.as_ref().filter(|r| r.db_uid == db.uid).and_then(|r| r.generation);
+    if done && steps.is_empty() && o.healthy && recorded_generation != Some(db.generation) {
+        steps.push(Step::RecordDbState(DbState { db_uid: db.uid.clone(), generation: Some(db.generation) }));
+    }
+    steps
+}
+
+/// Master: running, out of recovery, configured, with its replication role and slots. Returns
+/// whether the plan could look at everything (postgres answered).
+fn converge_master(d: &Desired, db: &DesiredDb, o: &Observed, steps: &mut Vec<Step>) -> bool {
+    if o.conf_on_disk != Some(d.conf_hash) {
+        steps.push(Step::WriteConfig);
+    }
+    if !o.running {
+        steps.push(Step::Start);
+        if o.standby_signal {
+            // Start as a standby and promote, so the new master gets a new timeline and
+            // cannot be confused with the history it was following.
+            steps.push(Step::Promote);
+        } else if o.repl_role_exists == Some(false) {
+            steps.push(Step::CreateReplicationRole);
+        }
+        return false;
+    }
+    if o.conf_applied != Some(d.conf_hash) {
+        steps.push(Step::Reload);
+    }
+    match o.in_recovery {
+        Some(true) => {
+            steps.push(Step::Promote);
+            return false;
+        }
+        None => return false,
+        Some(false) => {}
+    }
+    if o.pending_restart && d.automatic_pg_restart {
+        steps.push(Step::Restart);
+    }
+    if o.repl_role_exists == Some(false) {
+        steps.push(Step::CreateReplicationRole);
+    }
+    if let Some(present) = &o.slots {
+        for slot in db.slots.difference(present) {
+            steps.push(Step::CreateSlot(slot.clone()));
+        }
+        for slot in present.iter().filter(|s| s.starts_with("stolon_") && !db.slots.contains(*s)) {
+            steps.push(Step::DropSlot(slot.clone()));
+        }
+    }
+    true
+}
+
+/// Standby: in recovery from its source with the wanted primary_conninfo. A primary that
+/// clusterdata calls a standby is stopped at once and resynced (rewind first).
+fn converge_standby(d: &Desired, db: &DesiredDb, o: &Observed, steps: &mut Vec<Step>) -> bool {
+    let acts_as_primary = (o.running && o.in_recovery == Some(false)) || (!o.running && !o.standby_signal);
+    let Some(source) = &db.source else {
+        if o.running && o.in_recovery == Some(false) {
+            steps.push(Step::Stop);
+        }
+        steps.push(Step::Wait(WaitReason::NoSource));
+        return false;
+    };
+    if acts_as_primary {
+        steps.extend(stop_if_running(o));
+        steps.extend(copy_steps(d, source, o));
+        steps.push(Step::CreateStandbySignal);
+        converge_standby(d, db, &after_copy(o, true, None), steps);
+        return false;
+    }
+    if o.conf_on_disk != Some(d.conf_hash) {
+        steps.push(Step::WriteConfig);
+    }
+    if !o.standby_signal {
+        steps.push(Step::CreateStandbySignal);
+    }
+    if !o.running {
+        steps.push(Step::Start);
+        return false;
+    }
+    if o.conf_applied != Some(d.conf_hash) {
+        if d.reload_applies_conninfo {
+            steps.push(Step::Reload);
+        } else {
+            steps.push(Step::Restart);
+            return false;
+        }
+    }
+    if o.pending_restart && d.automatic_pg_restart {
+        steps.push(Step::Restart);
+    }
+    o.in_recovery.is_some()
+}
+
+fn stop_if_running(o: &Observed) -> Vec<Step> {
+    if o.running {
+        vec![Step::Stop]
+    } else {
+        vec![]
+    }
+}
+
+/// How a standby's data dir becomes a copy of its source: pg_rewind when allowed and possible,
+/// else a fresh pg_basebackup into an emptied data dir.
+fn copy_steps(d: &Desired, source: &Source, o: &Observed) -> Vec<Step> {
+    let same_system = match (&o.system_id, &source.system_id) {
+        (Some(local), Some(remote)) => local == remote,
+        // pg_rewind checks the system ids itself and fails when they differ.
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    if d.use_pgrewind && source.can_rewind && !o.rewind_failed && o.data_dir == DataDir::Present && same_system {
+        return vec![Step::Rewind];
+    }
+    let mut steps = Vec::new();
+    if o.data_dir != DataDir::Missing {
+        steps.push(Step::RemoveDataDir);
+    }
+    steps.push(Step::BaseBackup);
+    steps
+}
+
+/// What the data dir looks like right after initdb / basebackup / rewind: present, stopped,
+/// configuration not yet ours.
+fn after_copy(o: &Observed, standby_signal: bool, repl_role_exists: Option<bool>) -> Observed {
+    Observed {
+        data_dir: DataDir::Present,
+        system_id: None,
+        running: false,
+        healthy: false,
+        in_recovery: None,
+        standby_signal,
+        conf_on_disk: None,
+        conf_applied: None,
+        pending_restart: false,
+        repl_role_exists,
+        slots: None,
+        rewind_failed: o.rewind_failed,
+    }
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

@@ -1,0 +1,450 @@
+//! Table tests of `plan`: one row per situation a keeper meets, plus exhaustive safety checks
+//! over every combination of init mode, role, dbstate and data dir.
+
+use super::*;
+use DbInitMode as M;
+use Step::*;
+
+const H: u64 = 42;
+
+fn slots(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+fn src(system_id: Option<&str>, can_rewind: bool) -> Option<Source> {
+    Some(Source { system_id: system_id.map(str::to_string), can_rewind })
+}
+
+fn master(init_mode: DbInitMode) -> DesiredDb {
+    DesiredDb { uid: "db1".into(), generation: 3, role: DbRole::Master, init_mode, source: None, slots: slots(&["stolon_db2"]) }
+}
+
+fn standby(init_mode: DbInitMode, source: Option<Source>) -> DesiredDb {
+    DesiredDb { uid: "db1".into(), generation: 3, role: DbRole::Standby, init_mode, source, slots: BTreeSet::new() }
+}
+
+fn rec(uid: &str, generation: Option<u64>) -> Option<DbState> {
+    Some(DbState { db_uid: uid.into(), generation })
+}
+
+fn desired(db: Option<DesiredDb>, recorded: Option<DbState>) -> Desired {
+    Desired { db, recorded, conf_hash: H, use_pgrewind: true, automatic_pg_restart: false, reload_applies_conninfo: true }
+}
+
+fn stopped(data_dir: DataDir) -> Observed {
+    Observed {
+        data_dir,
+        system_id: (data_dir == DataDir::Present).then(|| "sys1".to_string()),
+        running: false,
+        healthy: false,
+        in_recovery: None,
+        standby_signal: false,
+        conf_on_disk: Some(H),
+        conf_applied: None,
+        pending_restart: false,
+        repl_role_exists: None,
+        slots: None,
+        rewind_failed: false,
+    }
+}
+
+fn running_master() -> Observed {
+    Observed {
+        running: true,
+        healthy: true,
+        in_recovery: Some(false),
+        conf_applied: Some(H),
+        repl_role_exists: Some(true),
+        slots: Some(slots(&["stolon_db2"])),
+        ..stopped(DataDir::Present)
+    }
+}
+
+fn running_standby() -> Observed {
+    Observed { in_recovery: Some(true), standby_signal: true, repl_role_exists: Some(true), slots: None, ..running_master() }
+}
+
+fn record(generation: Option<u64>) -> Step {
+    RecordDbState(DbState { db_uid: "db1".into(), generation })
+}
+
+struct Case {
+    name: &'static str,
+    d: Desired,
+    o: Observed,
+    want: Vec<Step>,
+}
+
+fn cases() -> Vec<Case> {
+    let converged = rec("db1", Some(3));
+    let mut v = vec![
+        Case { name: "no db, postgres stopped: nothing", d: desired(None, None), o: stopped(DataDir::Present), want: vec![] },
+        Case { name: "no db, postgres running: stop it", d: desired(None, converged.clone()), o: running_master(), want: vec![Stop] },
+        Case {
+            name: "new master on an empty keeper",
+            d: desired(Some(master(M::New)), None),
+            o: stopped(DataDir::Missing),
+            want: vec![InitDb, record(None), WriteConfig, Start, CreateReplicationRole],
+        },
+        Case {
+            name: "new master over an old cluster's running db (uid not recorded)",
+            d: desired(Some(master(M::New)), rec("olddb", Some(9))),
+            o: running_standby(),
+            want: vec![Stop, RemoveDataDir, InitDb, record(None), WriteConfig, Start, CreateReplicationRole],
+        },
+        Case {
+            name: "new master after an initdb interrupted by kill -9",
+            d: desired(Some(master(M::New)), None),
+            o: stopped(DataDir::Partial),
+            want: vec![RemoveDataDir, InitDb, record(None), WriteConfig, Start, CreateReplicationRole],
+        },
+        Case {
+            name: "new master already initialized: never initdb again",
+            d: desired(Some(master(M::New)), converged.clone()),
+            o: running_master(),
+            want: vec![],
+        },
+        Case {
+            name: "initialized master whose data dir vanished: report, no initdb",
+            d: desired(Some(master(M::New)), converged.clone()),
+            o: stopped(DataDir::Missing),
+            want: vec![ReportDataDirMissing],
+        },
+        Case {
+            name: "initMode none, data dir missing: report, no initdb",
+            d: desired(Some(master(M::None)), None),
+            o: stopped(DataDir::Missing),
+            want: vec![ReportDataDirMissing],
+        },
+        Case {
+            name: "standby, data dir emptied: copied again from its master",
+            d: desired(Some(standby(M::None, src(Some("sys1"), true))), rec("db1", Some(2))),
+            o: stopped(DataDir::Empty),
+            want: vec![RemoveDataDir, BaseBackup, CreateStandbySignal, RecordDbState(DbState { db_uid: "db1".into(), generation: None }), WriteConfig, Start],
+        },
+        Case {
+            name: "master, data dir emptied: report, never initdb",
+            d: desired(Some(DesiredDb { role: DbRole::Master, ..standby(M::None, src(Some("sys1"), true)) }), rec("db1", Some(2))),
+            o: stopped(DataDir::Empty),
+            want: vec![ReportDataDirMissing],
+        },
+        Case {
+            name: "initMode none, unrecorded but healthy: adopt and record",
+            d: desired(Some(master(M::None)), None),
+            o: running_master(),
+            want: vec![record(None), record(Some(3))],
+        },
+        Case {
+            name: "initMode existing, stopped: adopt, configure, start",
+            d: desired(Some(master(M::Existing)), None),
+            o: Observed { conf_on_disk: None, ..stopped(DataDir::Present) },
+            want: vec![record(None), WriteConfig, Start],
+        },
+        Case {
+            name: "existing with a partial data dir: report, never wipe",
+            d: desired(Some(master(M::Existing)), None),
+            o: stopped(DataDir::Partial),
+            want: vec![ReportDataDirMissing],
+        },
+        Case {
+            name: "resync of the old master: stop, rewind, follow",
+            d: desired(Some(standby(M::Resync, src(Some("sys1"), true))), rec("olddb", Some(5))),
+            o: running_master(),
+            want: vec![Stop, Rewind, CreateStandbySignal, record(None), WriteConfig, Start],
+        },
+        Case {
+            name: "resync without usePgrewind: wipe and basebackup",
+            d: Desired { use_pgrewind: false, ..desired(Some(standby(M::Resync, src(Some("sys1"), true))), None) },
+            o: stopped(DataDir::Present),
+            want: vec![RemoveDataDir, BaseBackup, CreateStandbySignal, record(None), WriteConfig, Start],
+        },
+        Case {
+            name: "resync after a failed rewind: basebackup",
+            d: desired(Some(standby(M::Resync, src(Some("sys1"), true))), None),
+            o: Observed { rewind_failed: true, ..stopped(DataDir::Present) },
+            want: vec![RemoveDataDir, BaseBackup, CreateStandbySignal, record(None), WriteConfig, Start],
+        },
+        Case {
+            name: "resync from another system: basebackup",
+            d: desired(Some(standby(M::Resync, src(Some("other"), true))), None),
+            o: stopped(DataDir::Present),
+            want: vec![RemoveDataDir, BaseBackup, CreateStandbySignal, record(None), WriteConfig, Start],
+        },
+        Case {
+            name: "resync with an unknown source system id: rewind checks it itself",
+            d: desired(Some(standby(M::Resync, src(None, true))), None),
+            o: stopped(DataDir::Present),
+            want: vec![Rewind, CreateStandbySignal, record(None), WriteConfig, Start],
+        },
+        Case {
+            name: "new standby on an empty keeper: basebackup",
+            d: desired(Some(standby(M::Resync, src(Some("sys1"), true))), None),
+            o: stopped(DataDir::Missing),
+            want: vec![BaseBackup, CreateStandbySignal, record(None), WriteConfig, Start],
+        },
+        Case {
+            name: "resync from an external primary: no rewind possible",
+            d: desired(Some(standby(M::Resync, src(None, false))), None),
+            o: stopped(DataDir::Present),
+            want: vec![RemoveDataDir, BaseBackup, CreateStandbySignal, record(None), WriteConfig, Start],
+        },
+        Case {
+            name: "resync with no source address yet: wait, touch nothing",
+            d: desired(Some(standby(M::Resync, None)), None),
+            o: running_master(),
+            want: vec![Wait(WaitReason::NoSource)],
+        },
+        Case {
+            name: "initMode new for a standby: inconsistent, wait",
+            d: desired(Some(standby(M::New, src(None, true))), None),
+            o: stopped(DataDir::Missing),
+            want: vec![Wait(WaitReason::InconsistentInitMode(M::New, DbRole::Standby))],
+        },
+        Case {
+            name: "pitr: unsupported, wait",
+            d: desired(Some(master(M::Pitr)), None),
+            o: stopped(DataDir::Missing),
+            want: vec![Wait(WaitReason::Unsupported(M::Pitr))],
+        },
+        Case { name: "converged master: nothing", d: desired(Some(master(M::None)), converged.clone()), o: running_master(), want: vec![] },
+        Case {
+            name: "master converged to an older generation: record the new one",
+            d: desired(Some(master(M::None)), rec("db1", Some(2))),
+            o: running_master(),
+            want: vec![record(Some(3))],
+        },
+        Case {
+            name: "elected standby: configure and promote",
+            d: desired(Some(master(M::None)), converged.clone()),
+            o: Observed { conf_on_disk: Some(1), conf_applied: Some(1), ..running_standby() },
+            want: vec![WriteConfig, Reload, Promote],
+        },
+        Case {
+            name: "elected while stopped as a standby: start, then promote (new timeline)",
+            d: desired(Some(master(M::None)), converged.clone()),
+            o: Observed { standby_signal: true, ..stopped(DataDir::Present) },
+            want: vec![Start, Promote],
+        },
+        Case {
+            name: "master crashed (kill -9 of all): start it",
+            d: desired(Some(master(M::None)), converged.clone()),
+            o: stopped(DataDir::Present),
+            want: vec![Start],
+        },
+        Case {
+            name: "master slots: create the missing, drop stale stolon_ ones, keep foreign ones",
+            d: desired(Some(DesiredDb { slots: slots(&["stolon_db2", "stolon_db3", "backup"]), ..master(M::None) }), converged.clone()),
+            o: Observed { slots: Some(slots(&["stolon_db2", "stolon_gone", "manual_slot"])), ..running_master() },
+            want: vec![CreateSlot("backup".into()), CreateSlot("stolon_db3".into()), DropSlot("stolon_gone".into())],
+        },
+        Case {
+            name: "master without its replication role",
+            d: desired(Some(master(M::None)), converged.clone()),
+            o: Observed { repl_role_exists: Some(false), ..running_master() },
+            want: vec![CreateReplicationRole],
+        },
+        Case {
+            name: "pgParameters changed: write and reload",
+            d: desired(Some(master(M::None)), converged.clone()),
+            o: Observed { conf_on_disk: Some(7), conf_applied: Some(7), ..running_master() },
+            want: vec![WriteConfig, Reload],
+        },
+        Case {
+            name: "keeper restarted next to a running postgres: reload once",
+            d: desired(Some(master(M::None)), converged.clone()),
+            o: Observed { conf_applied: None, ..running_master() },
+            want: vec![Reload],
+        },
+        Case {
+            name: "pending restart without automaticPgRestart: left to the operator",
+            d: desired(Some(master(M::None)), converged.clone()),
+            o: Observed { pending_restart: true, ..running_master() },
+            want: vec![],
+        },
+        Case {
+            name: "pending restart with automaticPgRestart: restart",
+            d: Desired { automatic_pg_restart: true, ..desired(Some(master(M::None)), converged.clone()) },
+            o: Observed { pending_restart: true, ..running_master() },
+            want: vec![Restart],
+        },
+        Case {
+            name: "master not answering yet: no SQL steps, no convergence claimed",
+            d: desired(Some(master(M::None)), rec("db1", Some(2))),
+            o: Observed { healthy: false, in_recovery: None, repl_role_exists: None, slots: None, ..running_master() },
+            want: vec![],
+        },
+        Case {
+            name: "converged standby: nothing",
+            d: desired(Some(standby(M::None, src(Some("sys1"), true))), converged.clone()),
+            o: running_standby(),
+            want: vec![],
+        },
+        Case {
+            name: "standby re-pointed to a new master: write and reload",
+            d: desired(Some(standby(M::None, src(Some("sys1"), true))), converged.clone()),
+            o: Observed { conf_on_disk: Some(1), conf_applied: Some(1), ..running_standby() },
+            want: vec![WriteConfig, Reload],
+        },
+        Case {
+            name: "standby re-pointed on PostgreSQL 12: write and restart",
+            d: Desired { reload_applies_conninfo: false, ..desired(Some(standby(M::None, src(Some("sys1"), true))), converged.clone()) },
+            o: Observed { conf_on_disk: Some(1), conf_applied: Some(1), ..running_standby() },
+            want: vec![WriteConfig, Restart],
+        },
+        Case {
+            name: "stopped standby: start it",
+            d: desired(Some(standby(M::None, src(Some("sys1"), true))), converged.clone()),
+            o: Observed { standby_signal: true, ..stopped(DataDir::Present) },
+            want: vec![Start],
+        },
+        Case {
+            name: "a running primary that clusterdata calls a standby: stop at once, rewind, follow",
+            d: desired(Some(standby(M::None, src(Some("sys1"), true))), converged.clone()),
+            o: running_master(),
+            want: vec![Stop, Rewind, CreateStandbySignal, WriteConfig, Start],
+        },
+        Case {
+            name: "a stopped ex-primary (no standby.signal) as a standby: rewind before starting",
+            d: desired(Some(standby(M::None, src(Some("sys1"), true))), converged.clone()),
+            o: stopped(DataDir::Present),
+            want: vec![Rewind, CreateStandbySignal, WriteConfig, Start],
+        },
+        Case {
+            name: "a running primary called standby with no source: stop (fence) and wait",
+            d: desired(Some(standby(M::None, None)), converged.clone()),
+            o: running_master(),
+            want: vec![Stop, Wait(WaitReason::NoSource)],
+        },
+        Case {
+            name: "a running standby with no source: leave it, wait",
+            d: desired(Some(standby(M::None, None)), converged.clone()),
+            o: running_standby(),
+            want: vec![Wait(WaitReason::NoSource)],
+        },
+        Case {
+            name: "standby in recovery without standby.signal: recreate it",
+            d: desired(Some(standby(M::None, src(Some("sys1"), true))), converged.clone()),
+            o: Observed { standby_signal: false, ..running_standby() },
+            want: vec![CreateStandbySignal],
+        },
+        Case {
+            name: "standby generation bumped (e.g. new followers): record",
+            d: desired(Some(standby(M::None, src(Some("sys1"), true))), rec("db1", Some(1))),
+            o: running_standby(),
+            want: vec![record(Some(3))],
+        },
+    ];
+    v.push(Case {
+        name: "master with unknown slots (not answering as primary): no slot steps",
+        d: desired(Some(master(M::None)), converged),
+        o: Observed { slots: None, ..running_master() },
+        want: vec![],
+    });
+    v
+}
+
+#[test]
+fn table() {
+    let cases = cases();
+    assert!(cases.len() >= 25);
+    let mut failures = Vec::new();
+    for c in &cases {
+        let got = plan(&c.d, &c.o);
+        if got != c.want {
+            failures.push(format!("{}:\n  want {:?}\n  got  {:?}", c.name, c.want, got));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+}
+
+/// Every combination of mode, role, dbstate and data dir.
+fn all_situations() -> Vec<(Desired, Observed)> {
+    let modes = [M::None, M::New, M::Resync, M::Existing, M::Pitr];
+    let data_dirs = [DataDir::Missing, DataDir::Empty, DataDir::Partial, DataDir::Present];
+    let mut out = Vec::new();
+    for mode in modes {
+        for role in [DbRole::Master, DbRole::Standby] {
+            for recorded in [None, rec("db1", None), rec("db1", Some(3)), rec("other", Some(1))] {
+                for data_dir in data_dirs {
+                    for running in [false, true] {
+                        for in_recovery in [None, Some(false), Some(true)] {
+                            let db = DesiredDb { role, ..standby(mode, src(Some("sys1"), true)) };
+                            let o = Observed { running, in_recovery, healthy: in_recovery.is_some(), ..stopped(data_dir) };
+                            out.push((desired(Some(db), recorded.clone()), o));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn initdb_only_for_new_and_unrecorded() {
+    for (d, o) in all_situations() {
+        let steps = plan(&d, &o);
+        if steps.contains(&InitDb) {
+            let db = d.db.as_ref().unwrap();
+            assert_eq!(db.init_mode, M::New, "initdb for {d:?} {o:?}");
+            assert_ne!(d.recorded.as_ref().map(|r| r.db_uid.as_str()), Some("db1"), "initdb for a recorded db: {d:?} {o:?}");
+        }
+    }
+}
+
+#[test]
+fn data_removed_only_for_new_resync_or_a_primary_turned_standby() {
+    for (d, o) in all_situations() {
+        if !plan(&d, &o).contains(&RemoveDataDir) {
+            continue;
+        }
+        let db = d.db.as_ref().unwrap();
+        let recorded = d.recorded.as_ref().is_some_and(|r| r.db_uid == db.uid);
+        let fresh_copy = !recorded && matches!(db.init_mode, M::New | M::Resync);
+        let primary_as_standby = recorded && db.role == DbRole::Standby && o.in_recovery != Some(true);
+        let lost_standby = recorded && db.role == DbRole::Standby && o.data_dir != DataDir::Present && !o.running;
+        assert!(fresh_copy || primary_as_standby || lost_standby, "data removed for {d:?} {o:?}");
+    }
+}
+
+#[test]
+fn missing_data_of_an_applied_db_is_reported_or_copied_again_never_recreated() {
+    for (d, o) in all_situations() {
+        let db = d.db.as_ref().unwrap();
+        let recorded = d.recorded.as_ref().is_some_and(|r| r.db_uid == db.uid);
+        if !recorded || o.data_dir == DataDir::Present {
+            continue;
+        }
+        let steps = plan(&d, &o);
+        assert!(!steps.contains(&InitDb), "{d:?} {o:?}");
+        if db.role == DbRole::Standby && !o.running {
+            // A standby is copied again from its master: it can only come back as a standby.
+            assert!(steps.contains(&BaseBackup) && steps.contains(&CreateStandbySignal), "{steps:?} for {d:?} {o:?}");
+        } else {
+            assert_eq!(steps, vec![ReportDataDirMissing], "{d:?} {o:?}");
+        }
+    }
+}
+
+#[test]
+fn resync_copies_before_starting_and_never_starts_a_primary_as_standby_unstopped() {
+    for (d, o) in all_situations() {
+        let steps = plan(&d, &o);
+        let pos = |s: &Step| steps.iter().position(|x| x == s);
+        if let (Some(copy), Some(stop)) = (pos(&BaseBackup).or(pos(&Rewind)), pos(&Stop)) {
+            assert!(stop < copy, "copy before stop: {steps:?}");
+        }
+        let touch = steps.iter().position(|s| matches!(s, RemoveDataDir | Rewind | InitDb | BaseBackup));
+        if let (true, Some(touch)) = (o.running, touch) {
+            assert!(pos(&Stop).is_some_and(|stop| stop < touch), "touches the data of a running postgres: {steps:?}");
+        }
+    }
+}
+
+#[test]
+fn plans_are_stable_once_converged() {
+    // Converged situations plan nothing, and planning twice gives the same answer.
+    for (d, o) in all_situations() {
+        assert_eq!(plan(&d, &o), plan(&d, &o));
+    }
+}

@@ -1,0 +1,285 @@
+//! The control loop: check the store every `proxyCheckInterval` (and at once on a clusterdata
+//! watch event), apply the routing it implies, publish the applied proxy generation, and fence
+//! the proxy when the store has not been reachable for `proxyTimeout`.
+//!
+//! Order matters for safety (DESIGN §2.2): on a master change, every forwarded connection is
+//! closed and waited for *before* the ProxyInfo with the new generation is published, because
+//! that publication is what lets the sentinel publish a new master. A store blip shorter than
+//! `proxyTimeout` changes nothing: connections stay up.
+
+use crate::listener::{self, ConnSettings, Listening, RoState, RwState};
+use crate::metrics::ProxyMetrics;
+use crate::route;
+use chrono::Utc;
+use clusterview::data::ClusterData;
+use clusterview::info::{KeeperInfo, ProxyInfo};
+use clusterview::store::{ClusterDataWatch, InfoKind, InfoPublisher, Store, StoreError};
+use clusterview::ClusterSpec;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// Static configuration from the flags.
+pub struct Config {
+    pub uid: String,
+    pub rw_addr: SocketAddr,
+    pub ro_addr: Option<SocketAddr>,
+    pub stop_listening: bool,
+    pub conn: ConnSettings,
+}
+
+/// State of the running proxy.
+pub struct Control {
+    config: Config,
+    store: Store,
+    metrics: Arc<ProxyMetrics>,
+    rw: watch::Sender<RwState>,
+    ro: watch::Sender<RoState>,
+    rw_listener: Option<Listening>,
+    ro_listener: Option<Listening>,
+    publisher: InfoPublisher,
+    /// Timings from the cluster spec; defaults until clusterdata is read.
+    check_interval: Duration,
+    proxy_timeout: Duration,
+    last_ok: Option<Instant>,
+    fenced: bool,
+    watch: Option<ClusterDataWatch>,
+}
+
+impl Control {
+    pub fn new(config: Config, store: Store, metrics: Arc<ProxyMetrics>) -> Control {
+        let defaults = ClusterSpec::default();
+        let proxy_timeout = defaults.proxy_timeout();
+        metrics.proxy_timeout_ms.store(proxy_timeout.as_millis() as u64, Ordering::Relaxed);
+        let publisher = InfoPublisher::new(&store, InfoKind::Proxy, &config.uid, info_ttl(&defaults));
+        Control {
+            rw: watch::channel(RwState::closed()).0,
+            ro: watch::channel(RoState { backends: vec![], valid_until: Instant::now() }).0,
+            config,
+            store,
+            metrics,
+            rw_listener: None,
+            ro_listener: None,
+            publisher,
+            check_interval: defaults.proxy_check_interval(),
+            proxy_timeout,
+            last_ok: None,
+            fenced: true,
+            watch: None,
+        }
+    }
+
+    /// Runs until `shutdown` resolves; then stops listening and withdraws the proxy's info.
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) -> std::io::Result<()> {
+        if !self.config.stop_listening {
+            self.start_listening().await?;
+        }
+        tokio::pin!(shutdown);
+        loop {
+            let store = self.store.clone();
+            let check = check_store(&store, self.config.ro_addr.is_some());
+            tokio::pin!(check);
+            let result = loop {
+                let deadline = self.deadline();
+                tokio::select! {
+                    res = &mut check => break Some(res),
+                    _ = tokio::time::sleep_until(deadline), if !self.fenced => self.fence("store unreachable for proxyTimeout").await,
+                    _ = &mut shutdown => break None,
+                }
+            };
+            let Some(result) = result else { break };
+            match result {
+                Ok(Some((cd, keepers))) => self.apply(&cd, &keepers).await,
+                Ok(None) => {
+                    // Reachable store, no cluster: nothing to forward to, but the store is fine.
+                    tracing::warn!("no clusterdata: cluster not initialized (stolonctl init)");
+                    self.mark_ok();
+                    self.set_rw(None).await;
+                }
+                Err(StoreError::Data(err)) => {
+                    // The store answers, so this is no partition: keep the last good routing.
+                    // No sentinel writes over data it cannot read, so no new master can have
+                    // been published meanwhile.
+                    tracing::error!(error = %err, "clusterdata unreadable; keeping the last good state");
+                    self.mark_ok();
+                    let deadline = self.deadline();
+                    self.rw.send_modify(|s| s.valid_until = deadline);
+                    self.ro.send_modify(|s| s.valid_until = deadline);
+                }
+                Err(err) => tracing::warn!(error = %err, "store check failed"),
+            }
+            if !self.fenced && self.listeners_wanted() {
+                if let Err(err) = self.start_listening().await {
+                    tracing::error!(error = %err, "cannot listen");
+                }
+            }
+            let deadline = self.deadline();
+            let fenced = self.fenced;
+            let wake = tokio::select! {
+                _ = tokio::time::sleep(self.check_interval) => Wake::Tick,
+                _ = next_change(&mut self.watch) => Wake::Tick,
+                _ = tokio::time::sleep_until(deadline), if !fenced => Wake::Deadline,
+                _ = &mut shutdown => Wake::Shutdown,
+            };
+            match wake {
+                Wake::Tick => {}
+                Wake::Deadline => self.fence("store unreachable for proxyTimeout").await,
+                Wake::Shutdown => break,
+            }
+        }
+        self.rw_listener = None;
+        self.ro_listener = None;
+        self.metrics.listening.store(false, Ordering::Relaxed);
+        if let Err(err) = self.publisher.withdraw().await {
+            tracing::debug!(error = %err, "could not withdraw proxy info");
+        }
+        Ok(())
+    }
+
+    fn deadline(&self) -> Instant {
+        self.last_ok.map(|t| t + self.proxy_timeout).unwrap_or_else(Instant::now)
+    }
+
+    fn mark_ok(&mut self) {
+        let now = Instant::now();
+        self.last_ok = Some(now);
+        self.fenced = false;
+        if let Ok(mut t) = self.metrics.last_check.lock() {
+            *t = Some(now);
+        }
+        self.metrics.last_check_success_unix.store(Utc::now().timestamp().max(0) as u64, Ordering::Relaxed);
+    }
+
+    fn listeners_wanted(&self) -> bool {
+        self.rw_listener.is_none() || (self.config.ro_addr.is_some() && self.ro_listener.is_none())
+    }
+
+    async fn start_listening(&mut self) -> std::io::Result<()> {
+        if self.rw_listener.is_none() {
+            let rx = self.rw.subscribe();
+            self.rw_listener = Some(listener::listen_rw(self.config.rw_addr, rx, self.config.conn.clone(), self.metrics.rw.clone()).await?);
+            tracing::info!(address = %self.config.rw_addr, "listening (read-write)");
+        }
+        if let (Some(addr), None) = (self.config.ro_addr, &self.ro_listener) {
+            let rx = self.ro.subscribe();
+            self.ro_listener = Some(listener::listen_ro(addr, rx, self.config.conn.clone(), self.metrics.ro.clone()).await?);
+            tracing::info!(address = %addr, "listening (read-only)");
+        }
+        self.metrics.listening.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Applies fresh clusterdata, then publishes the generation applied.
+    async fn apply(&mut self, cd: &ClusterData, keepers: &BTreeMap<String, KeeperInfo>) {
+        let spec = &cd.cluster.spec;
+        self.check_interval = spec.proxy_check_interval();
+        self.proxy_timeout = spec.proxy_timeout();
+        self.metrics.proxy_timeout_ms.store(self.proxy_timeout.as_millis() as u64, Ordering::Relaxed);
+        self.mark_ok();
+        self.set_rw(route::rw_target(cd, &self.config.uid)).await;
+        if self.config.ro_addr.is_some() {
+            let wanted = route::ro_targets(cd, keepers);
+            let deadline = self.deadline();
+            self.ro.send_modify(|state| *state = listener::next_ro_state(state, wanted, deadline));
+        }
+        self.metrics.proxy_generation.store(cd.proxy.generation, Ordering::Relaxed);
+        let info = ProxyInfo {
+            info_uid: clusterview::new_info_uid(),
+            uid: self.config.uid.clone(),
+            generation: Some(cd.proxy.generation),
+            proxy_timeout: self.proxy_timeout,
+        };
+        self.publisher.set_ttl(info_ttl(spec));
+        if let Err(err) = self.publisher.publish(&info).await {
+            tracing::warn!(error = %err, "cannot publish proxy info");
+        }
+        if self.watch.is_none() {
+            self.watch = self.store.watch_cluster_data(0).await.ok();
+        }
+    }
+
+    /// Switches the read-write target; on any change of master, closes every forwarded
+    /// connection of the old epoch and waits for them to be gone.
+    async fn set_rw(&mut self, backend: Option<route::Backend>) {
+        let deadline = self.deadline();
+        let current = self.rw.borrow().backend.clone();
+        if current == backend {
+            self.rw.send_modify(|s| s.valid_until = deadline);
+            return;
+        }
+        let next = RwState { backend: backend.clone(), cancel: tokio_util::sync::CancellationToken::new(), epoch: Arc::new(()), valid_until: deadline };
+        let old = self.rw.send_replace(next);
+        old.cancel.cancel();
+        wait_epoch_closed(old.epoch).await;
+        if let Ok(mut m) = self.metrics.current_master.lock() {
+            *m = backend.as_ref().map(|b| b.address.clone());
+        }
+        tracing::info!(
+            old = current.as_ref().map(|b| b.address.as_str()).unwrap_or("none"),
+            new = backend.as_ref().map(|b| b.address.as_str()).unwrap_or("none"),
+            "master changed: closed all forwarded connections"
+        );
+    }
+
+    /// Cut off from the store for proxyTimeout: close everything and, by default, stop listening.
+    async fn fence(&mut self, why: &str) {
+        tracing::warn!(reason = why, "fencing: closing all connections");
+        self.fenced = true;
+        self.set_rw(None).await;
+        self.ro.send_modify(|state| *state = listener::next_ro_state(state, vec![], Instant::now()));
+        if self.config.stop_listening {
+            self.rw_listener = None;
+            self.ro_listener = None;
+            self.metrics.listening.store(false, Ordering::Relaxed);
+            tracing::warn!("stopped listening until the store is reachable again");
+        }
+        self.watch = None;
+    }
+}
+
+enum Wake {
+    Tick,
+    Deadline,
+    Shutdown,
+}
+
+/// Info lease TTL: long enough to survive two missed checks, short enough that a dead proxy
+/// disappears soon after its proxyTimeout.
+fn info_ttl(spec: &ClusterSpec) -> Duration {
+    (spec.proxy_check_interval() * 3).max(spec.proxy_timeout())
+}
+
+/// Reads clusterdata (and keeper infos when the read-only port needs them).
+async fn check_store(
+    store: &Store,
+    need_keepers: bool,
+) -> Result<Option<(ClusterData, BTreeMap<String, KeeperInfo>)>, StoreError> {
+    let Some(cd) = store.get_cluster_data().await? else { return Ok(None) };
+    let keepers = if need_keepers { store.list_infos(InfoKind::Keeper).await? } else { BTreeMap::new() };
+    Ok(Some((cd.value, keepers)))
+}
+
+/// Resolves on the next clusterdata change; never when there is no watch.
+async fn next_change(watch: &mut Option<ClusterDataWatch>) {
+    match watch {
+        Some(w) => {
+            if w.next().await.is_err() {
+                *watch = None;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits until no connection of an epoch is left (bounded: a task stuck in a write still has
+/// its socket closed when its future is dropped by the cancellation).
+async fn wait_epoch_closed(epoch: Arc<()>) {
+    let start = Instant::now();
+    while Arc::strong_count(&epoch) > 1 && start.elapsed() < Duration::from_secs(2) {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}

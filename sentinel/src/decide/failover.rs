@@ -1,0 +1,88 @@
+//! Master failure and failover (docs/protocol.md "Failover and proxy fencing", steps 1 and 2).
+//!
+//! The master is failed when its keeper is force-failed, its keeper's info stopped changing for
+//! `failInterval`, or its keeper has not reported it healthy for `failInterval`; never during the
+//! grace window of a new term. The new master is the best *eligible* standby following it:
+//! keeper usable and `canBeMaster != false`, data dir present, db healthy, on the master's last
+//! known timeline, at most `maxStandbyLag` bytes behind the master's last known WAL position;
+//! highest WAL position wins, ties go to the lowest keeper uid. When the old master ran with
+//! synchronous replication, only a db in its synchronous set qualifies: listed in its
+//! `spec.synchronousStandbys` *and* reported by it in `status.synchronousStandbys`, since a db
+//! only just added to the spec may not have been waited for yet (DESIGN §2.3). With no eligible
+//! standby nothing changes: a bad election is worse than a failed master.
+//!
+//! Electing: the cluster master moves to the new db (role master, no followConfig), its
+//! synchronous set is inherited from the old master (minus itself), and the old master's db is
+//! removed: its keeper gets a *new* standby db with initMode `resync` from `standbys` (a new uid,
+//! because a keeper applies an initMode once per db uid). Re-pointing the other standbys and
+//! fencing the proxies follow from the `standbys` and `proxy` rules of the same decision.
+
+use super::ctx::Ctx;
+use super::Event;
+use clusterview::data::{ClusterData, ClusterPhase, Db, DbInitMode, DbRole};
+
+pub(super) fn step(cd: &mut ClusterData, ctx: &mut Ctx<'_>) {
+    if cd.cluster.status.phase != ClusterPhase::Normal {
+        return;
+    }
+    let Some(master) = cd.master_db() else { return };
+    let Some(reason) = ctx.master_failure(cd, master) else { return };
+    let (old_master, old_keeper) = (master.uid.clone(), master.spec.keeper_uid.clone());
+    let Some(new_master) = best_standby(cd, ctx, master) else {
+        ctx.push(Event::NoEligibleStandby { master: old_master, keeper: old_keeper, reason });
+        return;
+    };
+    let Some(old) = cd.dbs.remove(&old_master) else { return };
+    let Some(new) = cd.dbs.get_mut(&new_master) else {
+        // Unreachable: `best_standby` returned a db of `cd`. Put the old master back, change nothing.
+        cd.dbs.insert(old_master, old);
+        return;
+    };
+    new.spec.role = DbRole::Master;
+    new.spec.follow_config = None;
+    new.spec.init_mode = DbInitMode::None;
+    new.spec.synchronous_standbys = old.spec.synchronous_standbys.iter().filter(|u| **u != new_master).cloned().collect();
+    new.spec.synchronous_replication = old.spec.synchronous_replication;
+    let new_keeper = new.spec.keeper_uid.clone();
+    cd.cluster.status.master = Some(new_master.clone());
+    ctx.push(Event::DbRemoved { keeper: old_keeper.clone(), db: old_master.clone(), why: "deposed master" });
+    ctx.push(Event::Failover { old_master, old_keeper, new_master, new_keeper, reason });
+}
+
+/// The eligible standby with the highest WAL position (ties: lowest keeper uid).
+pub(super) fn best_standby(cd: &ClusterData, ctx: &Ctx<'_>, master: &Db) -> Option<String> {
+    cd.dbs
+        .values()
+        .filter(|db| eligible(cd, ctx, master, db))
+        .max_by(|a, b| {
+            a.status.xlog_pos.cmp(&b.status.xlog_pos).then_with(|| b.spec.keeper_uid.cmp(&a.spec.keeper_uid))
+        })
+        .map(|db| db.uid.clone())
+}
+
+/// Whether `db` may replace the failed `master`.
+pub(super) fn eligible(cd: &ClusterData, ctx: &Ctx<'_>, master: &Db, db: &Db) -> bool {
+    if db.uid == master.uid || db.spec.role != DbRole::Standby {
+        return false;
+    }
+    let follows_master = db.spec.follow_config.as_ref().and_then(|f| f.db_uid.as_deref()) == Some(master.uid.as_str());
+    let keeper = db.spec.keeper_uid.as_str();
+    let Some(info) = ctx.info(keeper) else { return false };
+    let can_be_master = info.can_be_master.or(cd.keepers.get(keeper).and_then(|k| k.status.can_be_master));
+    if !follows_master || can_be_master == Some(false) || info.data_dir_missing || !ctx.db_healthy(cd, db) {
+        return false;
+    }
+    if db.status.timeline_id != master.status.timeline_id {
+        return false;
+    }
+    if master.status.xlog_pos.saturating_sub(db.status.xlog_pos) > ctx.spec().max_standby_lag() {
+        return false;
+    }
+    if master.spec.synchronous_replication {
+        let in_spec = master.spec.synchronous_standbys.contains(&db.uid);
+        let in_status = master.status.synchronous_standbys.contains(&db.uid);
+        return in_spec && in_status;
+    }
+    true
+}
+

@@ -1,0 +1,163 @@
+//! Everything about the dbs around the master: forceFail clearing, dead keeper removal, standby
+//! assignment and re-pointing, the master's `followers`, and clearing a converged db's initMode.
+//!
+//! - A force-failed keeper is cleared once its db is no longer the master (the failover rule ran
+//!   before this one in the same pass).
+//! - A keeper is removed with its dbs once its info has been gone for
+//!   `deadKeeperRemovalInterval`; never the master's keeper, never one whose info is still
+//!   published (it would be re-added at once).
+//! - A db other than the master is dropped when it is a deposed master, when its keeper is gone,
+//!   or when its keeper says its data dir is missing (for a db already created, initMode none).
+//! - Every usable keeper without a db gets a standby db (new uid, initMode `resync`, following the
+//!   master) while there are fewer than `maxStandbys` standbys; lowest keeper uid first.
+//! - Standbys following anything but the master are re-pointed to it.
+//! - A db converged (healthy at its generation) with an initMode other than `none` gets `none`,
+//!   so a keeper that lost its state can never repeat an initdb over a live cluster (DESIGN §2.4).
+
+use super::ctx::Ctx;
+use super::Event;
+use clusterview::data::{ClusterData, ClusterPhase, Db, DbInitMode, DbRole, DbSpec, DbStatus, FollowConfig, FollowType};
+
+pub(super) fn step(cd: &mut ClusterData, ctx: &mut Ctx<'_>) {
+    clear_force_fail(cd, ctx);
+    remove_dead_keepers(cd, ctx);
+    if cd.cluster.status.phase != ClusterPhase::Normal {
+        return;
+    }
+    let Some(master) = cd.master_db().map(|db| db.uid.clone()) else { return };
+    drop_unusable_dbs(cd, ctx, &master);
+    repoint(cd, ctx, &master);
+    assign(cd, ctx, &master);
+    set_followers(cd, &master);
+    clear_init_modes(cd, ctx);
+}
+
+fn master_keeper(cd: &ClusterData) -> Option<String> {
+    cd.master_db().map(|db| db.spec.keeper_uid.clone())
+}
+
+fn clear_force_fail(cd: &mut ClusterData, ctx: &mut Ctx<'_>) {
+    let master_keeper = master_keeper(cd);
+    for keeper in cd.keepers.values_mut() {
+        if keeper.status.force_fail && master_keeper.as_deref() != Some(keeper.uid.as_str()) {
+            keeper.status.force_fail = false;
+            ctx.push(Event::ForceFailCleared { keeper: keeper.uid.clone() });
+        }
+    }
+}
+
+fn remove_dead_keepers(cd: &mut ClusterData, ctx: &mut Ctx<'_>) {
+    if ctx.in_grace() {
+        return;
+    }
+    let master_keeper = master_keeper(cd);
+    let interval = ctx.spec().dead_keeper_removal_interval();
+    let dead: Vec<String> = cd
+        .keepers
+        .keys()
+        .filter(|uid| master_keeper.as_deref() != Some(uid.as_str()) && ctx.info(uid).is_none())
+        .filter(|uid| ctx.now().saturating_sub(ctx.obs.memory.keeper_last_change(uid)) > interval)
+        .cloned()
+        .collect();
+    for uid in dead {
+        cd.keepers.remove(&uid);
+        let dbs: Vec<String> = cd.dbs.values().filter(|db| db.spec.keeper_uid == uid).map(|db| db.uid.clone()).collect();
+        for db in &dbs {
+            cd.dbs.remove(db);
+        }
+        ctx.push(Event::KeeperRemoved { keeper: uid, dbs });
+    }
+}
+
+fn drop_unusable_dbs(cd: &mut ClusterData, ctx: &mut Ctx<'_>, master: &str) {
+    let mut dropped = Vec::new();
+    for db in cd.dbs.values().filter(|db| db.uid != master) {
+        let keeper = db.spec.keeper_uid.as_str();
+        let why = if !cd.keepers.contains_key(keeper) {
+            "keeper removed"
+        } else if db.spec.role == DbRole::Master {
+            "deposed master"
+        } else if db.spec.init_mode == DbInitMode::None
+            && ctx.keeper_usable(cd, keeper)
+            && ctx.info(keeper).is_some_and(|i| i.data_dir_missing)
+        {
+            "data dir missing"
+        } else {
+            continue;
+        };
+        dropped.push((db.uid.clone(), keeper.to_string(), why));
+    }
+    for (db, keeper, why) in dropped {
+        cd.dbs.remove(&db);
+        ctx.push(Event::DbRemoved { keeper, db, why });
+    }
+}
+
+fn repoint(cd: &mut ClusterData, ctx: &mut Ctx<'_>, master: &str) {
+    let wanted = FollowConfig { kind: FollowType::Internal, db_uid: Some(master.to_string()) };
+    for db in cd.dbs.values_mut().filter(|db| db.uid != master && db.spec.role == DbRole::Standby) {
+        if db.spec.follow_config.as_ref() != Some(&wanted) {
+            let from = db.spec.follow_config.as_ref().and_then(|f| f.db_uid.clone());
+            db.spec.follow_config = Some(wanted.clone());
+            ctx.push(Event::Repointed { db: db.uid.clone(), from, to: master.to_string() });
+        }
+    }
+}
+
+fn assign(cd: &mut ClusterData, ctx: &mut Ctx<'_>, master: &str) {
+    let standbys = cd.dbs.values().filter(|db| db.spec.role == DbRole::Standby).count();
+    let room = usize::from(ctx.spec().max_standbys()).saturating_sub(standbys);
+    let without_db: Vec<String> = cd
+        .keepers
+        .keys()
+        .filter(|uid| cd.db_of_keeper(uid).is_none() && ctx.keeper_usable(cd, uid))
+        .take(room)
+        .cloned()
+        .collect();
+    for keeper in without_db {
+        let uid = ctx.fresh_uid(cd);
+        cd.dbs.insert(uid.clone(), standby_db(&uid, &keeper, master, ctx));
+        ctx.push(Event::StandbyAssigned { keeper, db: uid, follows: master.to_string() });
+    }
+}
+
+fn standby_db(uid: &str, keeper: &str, master: &str, ctx: &Ctx<'_>) -> Db {
+    Db {
+        uid: uid.to_string(),
+        generation: 1,
+        change_time: ctx.obs.wall,
+        spec: DbSpec {
+            keeper_uid: keeper.to_string(),
+            role: DbRole::Standby,
+            init_mode: DbInitMode::Resync,
+            follow_config: Some(FollowConfig { kind: FollowType::Internal, db_uid: Some(master.to_string()) }),
+            followers: Vec::new(),
+            synchronous_replication: false,
+            synchronous_standbys: Vec::new(),
+        },
+        status: DbStatus::default(),
+    }
+}
+
+fn set_followers(cd: &mut ClusterData, master: &str) {
+    let followers: Vec<String> = cd
+        .dbs
+        .values()
+        .filter(|db| db.uid != master && db.spec.role == DbRole::Standby)
+        .filter(|db| db.spec.follow_config.as_ref().and_then(|f| f.db_uid.as_deref()) == Some(master))
+        .map(|db| db.uid.clone())
+        .collect();
+    if let Some(db) = cd.dbs.get_mut(master) {
+        db.spec.followers = followers;
+    }
+}
+
+fn clear_init_modes(cd: &mut ClusterData, ctx: &mut Ctx<'_>) {
+    for db in cd.dbs.values_mut() {
+        let converged = db.status.healthy && db.status.current_generation == Some(db.generation);
+        if db.spec.init_mode != DbInitMode::None && converged {
+            db.spec.init_mode = DbInitMode::None;
+            ctx.push(Event::InitModeCleared { db: db.uid.clone() });
+        }
+    }
+}

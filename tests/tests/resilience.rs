@@ -1,0 +1,190 @@
+//! Whole-cluster scenarios beyond a single failover: synchronous replication never loses an
+//! acknowledged write, clients through the proxy during a failover, the read-only port, corrupt
+//! clusterdata and a frozen etcd.
+
+use serde_json::json;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use stolon_tests::cluster::{create_table, ids, insert_rows, wait_ids, ClusterOptions, TestCluster};
+use stolon_tests::postgres::query_i64;
+use stolon_tests::wait_until_desc;
+use tokio_postgres::Client;
+
+const BOOT: Duration = Duration::from_secs(90);
+const FAILOVER: Duration = Duration::from_secs(60);
+
+/// Inserts increasing ids through `connect()` until `stop` is set, reconnecting after errors;
+/// returns the ids whose INSERT was acknowledged.
+async fn writer<F, Fut>(connect: F, stop: Arc<Mutex<bool>>) -> Vec<i32>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<Client, tokio_postgres::Error>>,
+{
+    let mut acked = Vec::new();
+    let mut next = 1000;
+    let mut client: Option<Client> = None;
+    while !*stop.lock().unwrap() {
+        if client.is_none() {
+            client = tokio::time::timeout(Duration::from_secs(2), connect()).await.ok().and_then(Result::ok);
+            if client.is_none() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        }
+        let Some(c) = client.as_ref() else { continue };
+        let id = next;
+        next += 1;
+        match tokio::time::timeout(Duration::from_secs(3), c.execute("INSERT INTO t (id) VALUES ($1)", &[&id])).await {
+            Ok(Ok(_)) => acked.push(id),
+            _ => client = None,
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    acked
+}
+
+fn missing(acked: &[i32], present: &[i32]) -> Vec<i32> {
+    acked.iter().filter(|id| present.binary_search(id).is_err()).copied().collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn synchronous_replication_never_loses_an_acknowledged_write() {
+    let opts = ClusterOptions { keepers: 3, sentinels: 1, proxies: 0, spec: json!({"initMode": "new", "synchronousReplication": true}) };
+    let mut c = TestCluster::start("sync", opts).await;
+    let m = c.wait_master(BOOT, None).await;
+    c.wait_streaming(m, 2, BOOT).await;
+    let master = c.keeper_client(m).await.unwrap();
+    create_table(&master).await.unwrap();
+    // Writes block until a synchronous standby confirmed them.
+    wait_until_desc("a synchronous standby", BOOT, Duration::from_millis(250), || async {
+        let n = query_i64(&master, "SELECT count(*) FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum')").await.ok()?;
+        (n >= 1).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs_tail(25)));
+
+    let port = c.keepers[m].pg_port;
+    let stop = Arc::new(Mutex::new(false));
+    let task = tokio::spawn(writer(
+        move || stolon_tests::postgres::connect("127.0.0.1", port, "postgres", Some(stolon_tests::cluster::SU_PASSWORD), "postgres"),
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    c.kill_keeper(m);
+    *stop.lock().unwrap() = true;
+    let acked = task.await.unwrap();
+    assert!(acked.len() > 10, "the writer made progress before the kill: {}", acked.len());
+
+    let new = c.wait_master(FAILOVER, Some(m)).await;
+    let present = ids(&c.keeper_client(new).await.unwrap()).await.unwrap();
+    assert_eq!(missing(&acked, &present), Vec::<i32>::new(), "acknowledged writes lost");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clients_through_the_proxy_survive_a_failover_and_reads_go_to_standbys() {
+    let opts = ClusterOptions { keepers: 3, sentinels: 1, proxies: 1, spec: json!({"initMode": "new"}) };
+    let mut c = TestCluster::start("pxe2e", opts).await;
+    let m = c.wait_master(BOOT, None).await;
+    c.wait_streaming(m, 2, BOOT).await;
+    let rw = wait_until_desc("the proxy to forward", BOOT, Duration::from_millis(250), || c.proxy_client(0))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs_tail(25)));
+    create_table(&rw).await.unwrap();
+    insert_rows(&rw, 0, 20).await.unwrap();
+    assert_eq!(query_i64(&rw, "SELECT inet_server_port()::bigint").await.unwrap(), i64::from(c.keepers[m].pg_port));
+
+    // Read-only port: only standbys (in recovery), spread over both.
+    let standby_ports: Vec<i64> = (0..3).filter(|i| *i != m).map(|i| i64::from(c.keepers[i].pg_port)).collect();
+    wait_until_desc("read-only port to serve", BOOT, Duration::from_millis(250), || c.proxy_ro_client(0)).await.unwrap();
+    // Both standbys join the read-only set once the sentinel sees them streaming within
+    // maxStandbyLag; from then on simultaneous connections spread over both. Reaching anything
+    // but a standby fails the test at once.
+    let spread = wait_until_desc("read-only connections spread over both standbys", BOOT, Duration::from_millis(500), || async {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut held = Vec::new();
+        for _ in 0..6 {
+            let ro = c.proxy_ro_client(0).await.map_err(|e| e.to_string())?;
+            assert_eq!(query_i64(&ro, "SELECT pg_is_in_recovery()::int::bigint").await.unwrap(), 1);
+            let port = query_i64(&ro, "SELECT inet_server_port()::bigint").await.unwrap();
+            assert!(standby_ports.contains(&port), "{port} is not a standby");
+            seen.insert(port);
+            held.push(ro);
+        }
+        if seen.len() == 2 { Ok(()) } else { Err(format!("only {seen:?}")) }
+    })
+    .await;
+    spread.unwrap_or_else(|e| panic!("{e}\n{}", c.logs_tail(25)));
+
+    // Failover while a writer goes through the proxy: the old connection is closed, writes resume
+    // on the new master, and every acknowledged row is there.
+    let proxy_port = c.proxies[0].port;
+    let stop = Arc::new(Mutex::new(false));
+    let task = tokio::spawn(writer(
+        move || stolon_tests::postgres::connect("127.0.0.1", proxy_port, "postgres", Some(stolon_tests::cluster::SU_PASSWORD), "postgres"),
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    c.kill_keeper(m);
+    assert!(query_i64(&rw, "SELECT 1::bigint").await.is_err(), "the pre-failover connection must be closed");
+    let new = c.wait_master(FAILOVER, Some(m)).await;
+    let via_proxy = wait_until_desc("the proxy to reach the new master", FAILOVER, Duration::from_millis(250), || async {
+        let client = c.proxy_client(0).await.map_err(|e| e.to_string())?;
+        query_i64(&client, "SELECT inet_server_port()::bigint").await.map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs_tail(25)));
+    assert_eq!(via_proxy, i64::from(c.keepers[new].pg_port));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    *stop.lock().unwrap() = true;
+    let acked = task.await.unwrap();
+    let present = ids(&c.keeper_client(new).await.unwrap()).await.unwrap();
+    // Asynchronous replication: rows acknowledged in the last instant before the kill may not
+    // have reached any standby (that is what synchronousReplication is for). Rows acknowledged
+    // after the failover must all be there.
+    let lost = missing(&acked, &present);
+    eprintln!("async failover through the proxy: {} acknowledged, {} lost in flight", acked.len(), lost.len());
+    assert!(acked.len() > 10, "the writer made progress");
+    let tail: Vec<i32> = acked.iter().rev().take(5).copied().collect();
+    assert!(missing(&tail, &present).is_empty(), "writes after the failover are on the new master");
+    assert!((0..20).all(|id| present.binary_search(&id).is_ok()), "rows written before the failover");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn corrupt_clusterdata_and_a_frozen_etcd_change_nothing() {
+    let opts = ClusterOptions { keepers: 2, sentinels: 1, proxies: 0, spec: json!({"initMode": "new"}) };
+    let c = TestCluster::start("faults", opts).await;
+    let m = c.wait_master(BOOT, None).await;
+    c.wait_streaming(m, 1, BOOT).await;
+    let s = (m + 1) % 2;
+    let master = c.keeper_client(m).await.unwrap();
+    create_table(&master).await.unwrap();
+    insert_rows(&master, 0, 10).await.unwrap();
+
+    // Corrupt clusterdata: nobody crashes, nobody overwrites it, postgres keeps serving.
+    let out = c.ctl(&["clusterdata", "read"]);
+    let good = String::from_utf8(out.stdout).unwrap();
+    let mut etcd = c.etcd.client().await.unwrap();
+    let key = "stolon/cluster/tc/clusterdata";
+    etcd.put(key, "{corrupt", None).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let raw = etcd.get(key, None).await.unwrap();
+    assert_eq!(raw.kvs()[0].value(), b"{corrupt", "the sentinel must not overwrite what it cannot read");
+    insert_rows(&master, 10, 20).await.unwrap();
+    for k in &c.keepers {
+        assert!(k.guard.as_ref().unwrap().is_running(), "{} crashed\n{}", k.uid, c.logs_tail(20));
+    }
+    assert!(c.sentinels[0].as_ref().unwrap().is_running());
+    // An operator restores it; the cluster carries on with the same master.
+    etcd.put(key, good.trim(), None).await.unwrap();
+    assert_eq!(c.wait_master(FAILOVER, None).await, m);
+
+    // etcd frozen for longer than failInterval: postgres keeps running as it is, and no failover
+    // happens when etcd comes back.
+    c.etcd.stop();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    insert_rows(&master, 20, 30).await.unwrap();
+    c.etcd.cont();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(c.wait_master(FAILOVER, None).await, m, "no failover after an etcd outage");
+    wait_ids(&c, s, &(0..30).collect::<Vec<_>>(), FAILOVER).await;
+}

@@ -1,0 +1,193 @@
+//! The etcd store against a real etcd: CAS, create-if-absent, lease-backed infos, election
+//! hand-over when the leader's process is killed, watch, corrupt data, a 3-member cluster.
+
+use chrono::Utc;
+use clusterview::info::SentinelInfo;
+use clusterview::store::{Expect, InfoKind, InfoPublisher, StoreError};
+use clusterview::{ClusterData, ClusterSpec, Store};
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Duration;
+use stolon_tests::{bin_path, wait_until_desc, ChildGuard, Etcd, EtcdCluster, TestDir};
+
+
+fn sample() -> ClusterData {
+    ClusterData::new_initializing(ClusterSpec::parse_valid(r#"{"initMode":"new"}"#).unwrap(), Utc::now())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cas_write_detects_concurrent_change() {
+    let dir = TestDir::new("cas");
+    let etcd = Etcd::start_single(&dir).await;
+    let store = Store::connect(&stolon_tests::store_config(&etcd.endpoints(), "c1")).await.unwrap();
+    assert!(store.get_cluster_data().await.unwrap().is_none());
+
+    let first = sample();
+    let rev1 = store.put_cluster_data(&first, Expect::Absent).await.unwrap();
+    // create-if-absent refuses a second creation.
+    assert!(matches!(store.put_cluster_data(&sample(), Expect::Absent).await, Err(StoreError::Conflict)));
+
+    let read = store.get_cluster_data().await.unwrap().unwrap();
+    assert_eq!(read.revision, rev1);
+    assert_eq!(read.value, first);
+
+    let mut second = read.value.clone();
+    second.cluster.generation += 1;
+    let rev2 = store.put_cluster_data(&second, Expect::Revision(rev1)).await.unwrap();
+    assert!(rev2 > rev1);
+
+    // A writer holding the old revision loses, and writes nothing.
+    let mut stale = read.value.clone();
+    stale.cluster.generation = 99;
+    assert!(matches!(store.put_cluster_data(&stale, Expect::Revision(rev1)).await, Err(StoreError::Conflict)));
+    let now = store.get_cluster_data().await.unwrap().unwrap();
+    assert_eq!(now.revision, rev2);
+    assert_eq!(now.value.cluster.generation, second.cluster.generation);
+
+    // Another cluster name is another key space.
+    let other = Store::connect(&stolon_tests::store_config(&etcd.endpoints(), "c2")).await.unwrap();
+    assert!(other.get_cluster_data().await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn corrupt_clusterdata_is_reported_not_misread() {
+    let dir = TestDir::new("corrupt");
+    let etcd = Etcd::start_single(&dir).await;
+    let store = Store::connect(&stolon_tests::store_config(&etcd.endpoints(), "c1")).await.unwrap();
+    let mut client = etcd.client().await.unwrap();
+    client.put(store.keys().cluster_data(), "{not json", None).await.unwrap();
+    assert!(matches!(store.get_cluster_data().await, Err(StoreError::Data(_))));
+    let raw = store.get_cluster_data_raw().await.unwrap().unwrap();
+    assert_eq!(raw.value, b"{not json");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn info_disappears_when_its_lease_expires() {
+    let dir = TestDir::new("lease");
+    let etcd = Etcd::start_single(&dir).await;
+    let store = Store::connect(&stolon_tests::store_config(&etcd.endpoints(), "c1")).await.unwrap();
+    let info = |n: u32| SentinelInfo { info_uid: format!("i{n}"), uid: "s1".into(), version: String::new() };
+    let mut publisher = InfoPublisher::new(&store, InfoKind::Sentinel, "s1", Duration::from_secs(2));
+
+    // Publishing more often than the TTL keeps the info alive well past one TTL.
+    for n in 0..8 {
+        publisher.publish(&info(n)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let infos: BTreeMap<String, SentinelInfo> = store.list_infos(InfoKind::Sentinel).await.unwrap();
+    assert_eq!(infos.get("s1").map(|i| i.info_uid.as_str()), Some("i7"));
+
+    // Once publishing stops, the lease expires and the info is gone.
+    drop(publisher);
+    wait_until_desc("sentinel info to expire", Duration::from_secs(15), Duration::from_millis(200), || async {
+        let infos: BTreeMap<String, SentinelInfo> = store.list_infos(InfoKind::Sentinel).await.unwrap();
+        infos.is_empty()
+    })
+    .await
+    .unwrap();
+
+    // withdraw removes at once.
+    let mut publisher = InfoPublisher::new(&store, InfoKind::Sentinel, "s2", Duration::from_secs(30));
+    publisher.publish(&info(1)).await.unwrap();
+    assert_eq!(store.list_infos::<SentinelInfo>(InfoKind::Sentinel).await.unwrap().len(), 1);
+    publisher.withdraw().await.unwrap();
+    assert!(store.list_infos::<SentinelInfo>(InfoKind::Sentinel).await.unwrap().is_empty());
+}
+
+fn campaigner(dir: &TestDir, endpoints: &str, uid: &str) -> ChildGuard {
+    let mut cmd = Command::new(bin_path("stolon-test-campaigner"));
+    cmd.args([endpoints, "c1", uid, "2"]);
+    ChildGuard::spawn(uid, &mut cmd, &dir.log_path(uid))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn election_hands_over_when_the_leader_process_is_killed() {
+    let dir = TestDir::new("elect");
+    let etcd = Etcd::start_single(&dir).await;
+    let store = Store::connect(&stolon_tests::store_config(&etcd.endpoints(), "c1")).await.unwrap();
+    assert_eq!(store.leader().await.unwrap(), None, "nobody campaigns yet");
+
+    let mut a = campaigner(&dir, &etcd.endpoints(), "sa");
+    let first = wait_until_desc("a leader", Duration::from_secs(15), Duration::from_millis(100), || async {
+        store.leader().await.ok().flatten()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", a.log_tail(20)));
+    assert_eq!(first, "sa");
+    let mut b = campaigner(&dir, &etcd.endpoints(), "sb");
+    // b must not take over while a is alive.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(store.leader().await.unwrap().as_deref(), Some("sa"));
+    assert!(!b.log_tail(50).contains("LEADER"), "{}", b.log_tail(50));
+
+    a.kill9();
+    let next = wait_until_desc("leadership to move to sb", Duration::from_secs(15), Duration::from_millis(100), || async {
+        store.leader().await.ok().flatten().filter(|l| l == "sb")
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", b.log_tail(20)));
+    assert_eq!(next, "sb");
+    wait_until_desc("sb to know it leads", Duration::from_secs(5), Duration::from_millis(100), || async {
+        b.log_tail(50).contains("LEADER sb")
+    })
+    .await
+    .unwrap();
+    b.kill9();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_sees_every_clusterdata_update() {
+    let dir = TestDir::new("watch");
+    let etcd = Etcd::start_single(&dir).await;
+    let store = Store::connect(&stolon_tests::store_config(&etcd.endpoints(), "c1")).await.unwrap();
+    let mut watch = store.watch_cluster_data(0).await.unwrap();
+
+    let mut cd = sample();
+    let rev = store.put_cluster_data(&cd, Expect::Absent).await.unwrap();
+    let seen = tokio::time::timeout(Duration::from_secs(5), watch.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!((seen.revision, &seen.value), (rev, &cd));
+
+    cd.cluster.generation = 7;
+    let rev2 = store.put_cluster_data(&cd, Expect::Revision(rev)).await.unwrap();
+    let seen = tokio::time::timeout(Duration::from_secs(5), watch.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!((seen.revision, seen.value.cluster.generation), (rev2, 7));
+
+    // A watch started after a known revision replays nothing older.
+    let mut late = store.watch_cluster_data(rev2).await.unwrap();
+    assert!(tokio::time::timeout(Duration::from_millis(500), late.next()).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_member_cluster_survives_one_member_loss() {
+    let dir = TestDir::new("etcd3");
+    let mut etcd = EtcdCluster::start(&dir, 3).await;
+    let store = Store::connect(&stolon_tests::store_config(&etcd.endpoints(), "c1")).await.unwrap();
+    let rev = store.put_cluster_data(&sample(), Expect::Absent).await.unwrap();
+    etcd.kill_member(0);
+    // Losing a member (maybe the raft leader) may fail requests until a new leader is elected:
+    // components retry on their next tick, and so does this test, within a bound.
+    let cd = wait_until_desc("a read after member loss", Duration::from_secs(15), Duration::from_millis(200), || async {
+        store.get_cluster_data().await
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(cd.revision, rev);
+    let mut next = cd.value.clone();
+    next.cluster.generation += 1;
+    store.put_cluster_data(&next, Expect::Revision(rev)).await.unwrap();
+    assert_eq!(store.get_cluster_data().await.unwrap().unwrap().value.cluster.generation, next.cluster.generation);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unreachable_store_fails_fast_with_a_clear_error() {
+    let port = stolon_tests::free_port();
+    let mut cfg = stolon_tests::store_config(&format!("http://127.0.0.1:{port}"), "c1");
+    cfg.timeout = Duration::from_secs(1);
+    let store = Store::connect(&cfg).await.unwrap();
+    let started = std::time::Instant::now();
+    let err = store.get_cluster_data().await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(matches!(err, StoreError::Timeout { .. } | StoreError::Request { .. }), "{err}");
+    assert!(err.to_string().contains(&port.to_string()), "{err}");
+}
