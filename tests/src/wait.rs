@@ -50,7 +50,7 @@ impl<T, E: Display> Attempt for Result<T, E> {
 /// Polls `probe` every `interval` until it succeeds, for at most `timeout`.
 /// The probe is always tried at least once.
 ///
-/// ```ignore
+/// ```text
 /// let leader = wait_until(Duration::from_secs(30), Duration::from_millis(200), || async {
 ///     read_cluster_data(&etcd).await.ok()?.master_keeper()
 /// }).await?;
