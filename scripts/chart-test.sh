@@ -126,7 +126,7 @@ VALUE_SETS = {
                   "podAntiAffinity": "none"},
         "keeper": {"pdb": {"enabled": False}, "persistence": {"enabled": False},
                    "pgBinPath": "/usr/lib/postgresql/16/bin", "uidFromPodName": False,
-                   "extraEnv": [{"name": "STKEEPER_LOG_LEVEL", "value": "debug"}]},
+                   "extraEnv": [{"name": "STKEEPER_PG_ADVERTISE_PORT", "value": "5432"}]},
         "sentinel": {"pdb": {"enabled": False}, "initialClusterSpec": True},
         "etcd": {"pdb": {"enabled": False}, "persistence": {"enabled": False}, "replicas": 5},
         "serviceAccount": {"create": False},
@@ -448,7 +448,11 @@ def a_keeper(set_name):
             assert "STKEEPER_UID" not in env, "STKEEPER_UID set although uidFromPodName is false"
         data_dir = env_value(c, "STKEEPER_DATA_DIR")
         mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
-        assert mounts.get(data_dir) == "data", f"data dir {data_dir} is not the data volume"
+        # A subdirectory of the data volume: the keeper chmods its data dir to 0700, which it
+        # cannot do on a volume root that belongs to root.
+        parent = data_dir.rsplit("/", 1)[0]
+        assert mounts.get(parent) == "data" and data_dir != parent, \
+            f"data dir {data_dir} is not a subdirectory of the data volume ({mounts})"
         if v["keeper"]["persistence"]["enabled"]:
             vct = sts["spec"]["volumeClaimTemplates"]
             assert [t["metadata"]["name"] for t in vct] == ["data"], "no data volumeClaimTemplate"
@@ -588,6 +592,21 @@ def a_no_inlined_secrets(set_name):
                     if pw in text:
                         problems.append(f"{template}: plain-text password")
         assert not problems, "; ".join(problems)
+    return run
+
+
+def a_unique_env(set_name):
+    """No container sets a variable twice: with a duplicate, which one wins is up to the
+    consumer, and `helm upgrade`'s strategic merge of env lists misbehaves."""
+    def run():
+        problems = []
+        for w in workloads(objs_of(set_name)):
+            for c in pod_spec(w)["containers"] + pod_spec(w).get("initContainers", []):
+                names = [e["name"] for e in c.get("env", [])]
+                dups = sorted({n for n in names if names.count(n) > 1})
+                if dups:
+                    problems.append(f"{w['metadata']['name']}/{c['name']}: {', '.join(dups)}")
+        assert not problems, "env set twice: " + "; ".join(problems)
     return run
 
 
@@ -807,6 +826,7 @@ for set_name in VALUE_SETS:
           a_init_job(set_name))
     check(f"[{set_name}] cluster spec ConfigMap is the clusterSpec value", a_cluster_spec(set_name))
     check(f"[{set_name}] no password inlined in env, args or plain text", a_no_inlined_secrets(set_name))
+    check(f"[{set_name}] no container sets an env var twice", a_unique_env(set_name))
     check(f"[{set_name}] Secret with both passwords (or existingSecret)", a_secret(set_name))
     check(f"[{set_name}] store endpoints, cluster name and etcd", a_store(set_name))
     check(f"[{set_name}] sentinel Deployment", a_sentinel(set_name))

@@ -21,6 +21,12 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
+# The one prerequisite not installed here: Debian 12's own cargo (1.63) is older than the
+# workspace's rust-version.
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "scripts/demo.sh: cargo not found: install a Rust toolchain (1.80 or newer) with rustup first" >&2
+  exit 1
+fi
 missing=()
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)

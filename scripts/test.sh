@@ -45,6 +45,12 @@ quiet() {
 }
 export -f quiet
 
+# The one prerequisite not installed here: Debian 12's own cargo (1.63) is older than the
+# workspace's rust-version.
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "scripts/test.sh: cargo not found: install a Rust toolchain (1.80 or newer) with rustup first" >&2
+  exit 1
+fi
 missing=()
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
@@ -101,7 +107,7 @@ fi
 
 if [ "${STOLON_SKIP_COMPOSE:-0}" != 1 ]; then
   # The debug binaries were just built and tested; the image takes those.
-  stage "docker-compose example: build, start, kill the master, check the data" 900 \
+  stage "docker-compose example: build, start, kill the master, check the data" 1200 \
     env STOLON_COMPOSE_PROFILE=debug scripts/compose-test.sh
 fi
 
