@@ -92,6 +92,13 @@ deb $MIRROR $SUITE-updates main
 deb $SECURITY_MIRROR $SUITE-security main
 EOF
 
+# The postgres user as 999:999, as in the official postgres images: the Helm chart and
+# Kubernetes' runAsUser/fsGroup name the uid, not the user, and postgresql-common would otherwise
+# pick whatever system uid is free (around 100). Its postinst keeps an existing user.
+chroot "$ROOTFS" groupadd -r -g 999 postgres || die "cannot create the postgres group (gid 999)"
+chroot "$ROOTFS" useradd -r -g postgres -u 999 -d /var/lib/postgresql -s /bin/bash postgres ||
+  die "cannot create the postgres user (uid 999)"
+
 log "installing ${PACKAGES[*]}"
 mount -t proc proc "$ROOTFS/proc"
 chroot "$ROOTFS" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
@@ -105,7 +112,8 @@ umount "$ROOTFS/proc"
 # Sanity: what the image promises.
 [ -x "$ROOTFS/usr/lib/postgresql/15/bin/postgres" ] || die "postgres binary missing in the rootfs"
 [ -x "$ROOTFS/usr/bin/etcd" ] || die "etcd binary missing in the rootfs"
-chroot "$ROOTFS" id postgres >/dev/null || die "postgres user missing in the rootfs"
+[ "$(chroot "$ROOTFS" id -u postgres):$(chroot "$ROOTFS" id -g postgres)" = 999:999 ] ||
+  die "the postgres user in the rootfs is not 999:999"
 
 # Drop what a container does not need: package lists, caches, logs of the install.
 rm -rf "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/var/cache/apt/*.bin "$ROOTFS"/var/log/*.log \
