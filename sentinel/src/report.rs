@@ -73,6 +73,7 @@ fn reason(r: FailReason) -> &'static str {
         FailReason::ForceFail => "force-failed (stolonctl failkeeper)",
         FailReason::KeeperDead => "keeper info not updated for failInterval",
         FailReason::DbUnhealthy => "db not reported healthy for failInterval",
+        FailReason::NotConverged => "db not converged to its generation within convergenceTimeout",
     }
 }
 

@@ -8,7 +8,7 @@
 //! assignment and election.
 
 use super::{Event, FailReason, Observed};
-use clusterview::data::{ClusterData, Db};
+use clusterview::data::{ClusterData, Db, DbInitMode};
 use clusterview::info::KeeperInfo;
 use clusterview::spec::ClusterSpec;
 use std::collections::BTreeSet;
@@ -105,6 +105,19 @@ impl<'a> Ctx<'a> {
         self.keeper_usable(cd, &db.spec.keeper_uid) && self.db_reports_healthy(db)
     }
 
+    /// The db's keeper has not converged it to its current generation within its timeout:
+    /// `syncTimeout` while it is being copied from scratch (initMode `resync`: a basebackup may
+    /// take long), `convergenceTimeout` otherwise. Never during the grace window, and the clock
+    /// starts when this term first saw the db at that generation (fresh evidence only).
+    pub fn convergence_overdue(&self, db: &Db) -> bool {
+        if self.in_grace() || db.status.current_generation == Some(db.generation) {
+            return false;
+        }
+        let Some(since) = self.obs.memory.db_generation_since(&db.uid, db.generation) else { return false };
+        let timeout = if db.spec.init_mode == DbInitMode::Resync { self.spec().sync_timeout() } else { self.spec().convergence_timeout() };
+        self.obs.now.saturating_sub(since) > timeout
+    }
+
     /// Why the master db counts as failed, if it does. Never during the grace window.
     pub fn master_failure(&self, cd: &ClusterData, master: &Db) -> Option<FailReason> {
         if self.in_grace() {
@@ -121,6 +134,11 @@ impl<'a> Ctx<'a> {
         let last_healthy = self.obs.memory.db_last_healthy(keeper, &master.uid);
         if !self.db_reports_healthy(master) && self.obs.now.saturating_sub(last_healthy) > self.fail_interval() {
             return Some(FailReason::DbUnhealthy);
+        }
+        // A keeper that cannot apply what the master must be (settings, synchronous standbys)
+        // leaves the cluster in a state nobody decided; a standby that can is the better master.
+        if self.convergence_overdue(master) {
+            return Some(FailReason::NotConverged);
         }
         None
     }

@@ -26,6 +26,9 @@ pub struct Memory {
     pub proxies: BTreeMap<String, ProxySeen>,
     /// Per db uid: when this term first saw it in clusterdata (the init db's `initTimeout`).
     pub dbs_first_seen: BTreeMap<String, Duration>,
+    /// Per db uid: its generation in clusterdata and when this term first saw it at that
+    /// generation: how long its keeper has had to converge (`convergenceTimeout`, `syncTimeout`).
+    pub dbs_generation_seen: BTreeMap<String, (u64, Duration)>,
 }
 
 /// One keeper as last seen.
@@ -58,6 +61,7 @@ impl Memory {
             keepers: BTreeMap::new(),
             proxies: BTreeMap::new(),
             dbs_first_seen: BTreeMap::new(),
+            dbs_generation_seen: BTreeMap::new(),
         }
     }
 
@@ -98,6 +102,15 @@ impl Memory {
     /// When `db_uid` was first seen this term (`now` for a db not seen yet: it was just made).
     pub fn db_first_seen(&self, db_uid: &str, now: Duration) -> Duration {
         self.dbs_first_seen.get(db_uid).copied().unwrap_or(now)
+    }
+
+    /// When this term first saw `db_uid` at `generation`; `None` when it has not (a db or a
+    /// generation made by the decision now running: its keeper has not even been told yet).
+    pub fn db_generation_since(&self, db_uid: &str, generation: u64) -> Option<Duration> {
+        match self.dbs_generation_seen.get(db_uid) {
+            Some((g, since)) if *g == generation => Some(*since),
+            _ => None,
+        }
     }
 }
 
@@ -152,11 +165,16 @@ pub fn observe(
 
     match cd {
         Some(cd) => {
-            for uid in cd.dbs.keys() {
+            for (uid, db) in &cd.dbs {
                 next.dbs_first_seen.insert(uid.clone(), memory.db_first_seen(uid, now));
+                let since = memory.db_generation_since(uid, db.generation).unwrap_or(now);
+                next.dbs_generation_seen.insert(uid.clone(), (db.generation, since));
             }
         }
-        None => next.dbs_first_seen = memory.dbs_first_seen.clone(),
+        None => {
+            next.dbs_first_seen = memory.dbs_first_seen.clone();
+            next.dbs_generation_seen = memory.dbs_generation_seen.clone();
+        }
     }
     next
 }

@@ -17,8 +17,7 @@
 //! `proxy.generation` + 1 when the proxy spec changed, `cluster.generation` + 1 on any change.
 //!
 //! Not implemented yet (TODO): standby clusters (`role: standby`, a master db following an
-//! external server) are left untouched with an `Unsupported` event; `convergenceTimeout` and
-//! `syncTimeout` (failing a db that never converges) are not enforced; cascading replication
+//! external server) are left untouched with an `Unsupported` event; cascading replication
 //! (`maxStandbysPerSender`) is not used, every standby follows the master.
 
 mod ctx;
@@ -77,6 +76,8 @@ pub enum FailReason {
     KeeperDead,
     /// Its keeper did not report it healthy for `failInterval`.
     DbUnhealthy,
+    /// Its keeper did not converge it to its generation within `convergenceTimeout`.
+    NotConverged,
 }
 
 /// One thing decided, or waited for, in a decision. Events that change nothing (waiting, no

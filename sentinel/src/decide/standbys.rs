@@ -7,7 +7,9 @@
 //!   `deadKeeperRemovalInterval`; never the master's keeper, never one whose info is still
 //!   published (it would be re-added at once).
 //! - A db other than the master is dropped when it is a deposed master, when its keeper is gone,
-//!   or when its keeper says its data dir is missing (for a db already created, initMode none).
+//!   when its keeper says its data dir is missing (for a db already created, initMode none), or
+//!   when its keeper, alive, has not converged it within `syncTimeout` (initMode resync) or
+//!   `convergenceTimeout`; the keeper then gets a new db and starts over.
 //! - Every usable keeper without a db gets a standby db (new uid, initMode `resync`, following the
 //!   master) while there are fewer than `maxStandbys` standbys; lowest keeper uid first.
 //! - Standbys following anything but the master are re-pointed to it.
@@ -82,6 +84,15 @@ fn drop_unusable_dbs(cd: &mut ClusterData, ctx: &mut Ctx<'_>, master: &str) {
             && ctx.info(keeper).is_some_and(|i| i.data_dir_missing)
         {
             "data dir missing"
+        } else if db.spec.role == DbRole::Standby && ctx.keeper_usable(cd, keeper) && ctx.convergence_overdue(db) {
+            // Its keeper publishes but cannot bring it where it should be (a rewind or copy that
+            // keeps failing): a new db makes the keeper start over with a fresh resync. A dead
+            // keeper's db is left alone: it could act on a new one no more than on this one.
+            if db.spec.init_mode == DbInitMode::Resync {
+                "not converged within syncTimeout"
+            } else {
+                "not converged within convergenceTimeout"
+            }
         } else {
             continue;
         };

@@ -5,6 +5,7 @@ mod failover;
 mod fencing;
 mod fixtures;
 mod init;
+mod convergence;
 mod memory;
 mod simulation;
 mod standbys;
