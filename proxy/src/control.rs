@@ -48,6 +48,9 @@ pub struct Control {
     last_ok: Option<Instant>,
     fenced: bool,
     watch: Option<ClusterDataWatch>,
+    /// The epoch of a master change whose connections had not all closed when `set_rw` stopped
+    /// waiting: no generation is published while any of them is left (DESIGN §2.2).
+    draining: Option<Arc<()>>,
 }
 
 impl Control {
@@ -70,11 +73,15 @@ impl Control {
             last_ok: None,
             fenced: true,
             watch: None,
+            draining: None,
         }
     }
 
     /// Runs until `shutdown` resolves; then stops listening and withdraws the proxy's info.
-    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) -> std::io::Result<()> {
+    /// Returns the instant by which forwarded connections must be gone: past it, a sentinel
+    /// stops waiting for this (now silent) proxy and may publish a new master, exactly as it
+    /// would for a proxy cut off from the store.
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) -> std::io::Result<Instant> {
         if !self.config.stop_listening {
             self.start_listening().await?;
         }
@@ -134,10 +141,11 @@ impl Control {
         self.rw_listener = None;
         self.ro_listener = None;
         self.metrics.listening.store(false, Ordering::Relaxed);
+        let drain_until = if self.fenced { Instant::now() } else { self.deadline() };
         if let Err(err) = self.publisher.withdraw().await {
             tracing::debug!(error = %err, "could not withdraw proxy info");
         }
-        Ok(())
+        Ok(drain_until)
     }
 
     fn deadline(&self) -> Instant {
@@ -186,6 +194,17 @@ impl Control {
             let deadline = self.deadline();
             self.ro.send_modify(|state| *state = listener::next_ro_state(state, wanted, deadline));
         }
+        if let Some(epoch) = self.draining.take() {
+            if Arc::strong_count(&epoch) > 1 {
+                tracing::warn!(
+                    generation = cd.proxy.generation,
+                    open = Arc::strong_count(&epoch) - 1,
+                    "connections to the previous master are still closing: not publishing the applied generation yet"
+                );
+                self.draining = Some(epoch);
+                return;
+            }
+        }
         self.metrics.proxy_generation.store(cd.proxy.generation, Ordering::Relaxed);
         let info = ProxyInfo {
             info_uid: clusterview::new_info_uid(),
@@ -194,11 +213,17 @@ impl Control {
             proxy_timeout: self.proxy_timeout,
         };
         self.publisher.set_ttl(info_ttl(spec));
-        if let Err(err) = self.publisher.publish(&info).await {
-            tracing::warn!(error = %err, "cannot publish proxy info");
+        // Bounded by the fencing deadline: a store that vanishes right after the read must not
+        // hold this loop (each store request may take --store-timeout, longer than
+        // proxyTimeout) past the moment it has to close every connection.
+        let deadline = self.deadline();
+        match tokio::time::timeout_at(deadline, self.publisher.publish(&info)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!(error = %err, "cannot publish proxy info"),
+            Err(_) => tracing::warn!("publishing the proxy info outlasted proxyTimeout"),
         }
         if self.watch.is_none() {
-            self.watch = self.store.watch_cluster_data(0).await.ok();
+            self.watch = tokio::time::timeout_at(deadline, self.store.watch_cluster_data(0)).await.ok().and_then(Result::ok);
         }
     }
 
@@ -214,7 +239,10 @@ impl Control {
         let next = RwState { backend: backend.clone(), cancel: tokio_util::sync::CancellationToken::new(), epoch: Arc::new(()), valid_until: deadline };
         let old = self.rw.send_replace(next);
         old.cancel.cancel();
-        wait_epoch_closed(old.epoch).await;
+        if !wait_epoch_closed(&old.epoch).await {
+            tracing::warn!(open = Arc::strong_count(&old.epoch) - 1, "connections of the previous master outlived the close wait");
+            self.draining = Some(old.epoch);
+        }
         if let Ok(mut m) = self.metrics.current_master.lock() {
             *m = backend.as_ref().map(|b| b.address.clone());
         }
@@ -275,11 +303,13 @@ async fn next_change(watch: &mut Option<ClusterDataWatch>) {
     }
 }
 
-/// Waits until no connection of an epoch is left (bounded: a task stuck in a write still has
-/// its socket closed when its future is dropped by the cancellation).
-async fn wait_epoch_closed(epoch: Arc<()>) {
+/// Waits until no connection of an epoch is left, for at most 2 s (a cancelled task drops its
+/// sockets when it is next polled, so this is short unless the runtime is starved). Returns
+/// whether they are all gone; when not, the caller holds back the generation it publishes.
+async fn wait_epoch_closed(epoch: &Arc<()>) -> bool {
     let start = Instant::now();
-    while Arc::strong_count(&epoch) > 1 && start.elapsed() < Duration::from_secs(2) {
+    while Arc::strong_count(epoch) > 1 && start.elapsed() < Duration::from_secs(2) {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+    Arc::strong_count(epoch) == 1
 }

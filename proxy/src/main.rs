@@ -58,7 +58,8 @@ struct Args {
     /// Timeout of a connection attempt to the backend (Go duration).
     #[arg(long, default_value = "2s", value_parser = stolon_common::cli::parse_duration, value_name = "DURATION")]
     backend_connect_timeout: Duration,
-    /// On SIGTERM, how long forwarded connections may drain before they are closed.
+    /// On SIGTERM, how long forwarded connections may drain before they are closed; never longer
+    /// than proxyTimeout after the last store check (past it a failover could go unfenced).
     #[arg(long, default_value = "10s", value_parser = stolon_common::cli::parse_duration, value_name = "DURATION")]
     shutdown_timeout: Duration,
 }
@@ -115,10 +116,13 @@ async fn run(args: Args) -> Result<(), ProxyError> {
         },
     };
     tracing::info!(uid = %uid, port = args.port, ro_port = ?args.ro_port, "stolon-proxy starting");
-    control::Control::new(config, store, metrics).run(stolon_common::signals::shutdown_signal()).await?;
-    // Listeners are closed: let forwarded connections drain, within the bound.
+    let fence_at = control::Control::new(config, store, metrics).run(stolon_common::signals::shutdown_signal()).await?;
+    // Listeners are closed: let forwarded connections drain, within --shutdown-timeout but never
+    // past the fencing deadline: the control loop no longer follows master changes, and after
+    // that deadline a sentinel may publish a new master without this proxy's acknowledgement.
     tracker.close();
-    if tokio::time::timeout(args.shutdown_timeout, tracker.wait()).await.is_err() {
+    let until = fence_at.min(tokio::time::Instant::now() + args.shutdown_timeout);
+    if tokio::time::timeout_at(until, tracker.wait()).await.is_err() {
         tracing::warn!(timeout = ?args.shutdown_timeout, "connections still open at shutdown; closing them");
     }
     tracing::info!("stolon-proxy stopped");

@@ -155,7 +155,9 @@ async fn proxy_fences_itself_when_etcd_is_gone_and_survives_short_blips() {
     let pa = StandalonePostgres::start(&dir, free_port()).await;
     let st = stolon_tests::connect_store(&etcd.endpoints(), CLUSTER).await;
     publish(&st, &cluster((pa.port(), pa.port()), Some("a"), 1, &["p1"])).await;
-    let px = start_proxy(&dir, &etcd.endpoints(), "p1", &["--store-timeout", "1s"]);
+    // A store timeout far longer than proxyTimeout: fencing must come from the proxy's own
+    // deadline, whatever store request (read, publish, watch) is pending when etcd goes away.
+    let px = start_proxy(&dir, &etcd.endpoints(), "p1", &["--store-timeout", "20s"]);
     wait_applied(&st, "p1", 1).await;
     wait_until_desc("proxy up", Duration::from_secs(10), Duration::from_millis(100), || server_port_via(px.port)).await.unwrap();
 
@@ -169,6 +171,7 @@ async fn proxy_fences_itself_when_etcd_is_gone_and_survives_short_blips() {
 
     // Longer than proxyTimeout: connections closed and the port stops listening.
     etcd.stop();
+    // proxyTimeout (3s) plus generous slack, well below the 20s store timeout.
     wait_until_desc("proxy to stop listening", Duration::from_secs(10), Duration::from_millis(100), || async {
         TcpStream::connect(("127.0.0.1", px.port)).await.is_err()
     })
@@ -208,9 +211,14 @@ async fn proxy_survives_garbage_half_open_and_many_idle_connections() {
     publish(&st, &cluster((backend_port, backend_port), Some("a"), 1, &["p1"])).await;
     let px = start_proxy(&dir, &etcd.endpoints(), "p1", &[]);
     wait_applied(&st, "p1", 1).await;
+    // The proxy publishes the applied generation just before it starts listening.
+    let mut s = wait_until_desc("proxy to listen", Duration::from_secs(10), Duration::from_millis(50), || async {
+        TcpStream::connect(("127.0.0.1", px.port)).await
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", px.guard.log_tail(30)));
 
     // Garbage goes through untouched (L4), and does not hurt the proxy.
-    let mut s = TcpStream::connect(("127.0.0.1", px.port)).await.unwrap();
     let garbage: Vec<u8> = (0..4096u32).map(|i| (i * 7919 % 251) as u8).collect();
     s.write_all(&garbage).await.unwrap();
     let mut echoed = vec![0u8; garbage.len()];
