@@ -6,6 +6,8 @@
 //! put in postgresql.conf stays as a base and the keeper's settings win. Inside the file, the
 //! operator's `pgParameters` come first and the managed settings after them; a `pgParameters`
 //! entry for a managed name is left out with a comment, so the managed value always wins.
+//! WAL retention (`wal_keep_size`, `wal_keep_segments` before PostgreSQL 13) is managed with a
+//! floor: `pgParameters` may raise it, never lower it below what a standby needs to catch up.
 //! (ALTER SYSTEM's postgresql.auto.conf is read after every other file; the keeper leaves it
 //! alone, as Stolon does.) Every value goes through `quote::conf_value`.
 //!
@@ -33,6 +35,8 @@ pub const MANAGED: &[&str] = &[
     "max_wal_senders",
     "max_replication_slots",
     "wal_log_hints",
+    "wal_keep_size",
+    "wal_keep_segments",
     "synchronous_standby_names",
     "primary_conninfo",
     "primary_slot_name",
@@ -69,6 +73,7 @@ pub fn managed_settings(input: &ConfInput<'_>) -> Vec<(&'static str, String)> {
     let spec = |name: &str| input.pg_parameters.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
     // wal_level: replica, or logical when the operator asked for it (logical includes replica).
     let wal_level = if spec("wal_level").is_some_and(|v| v.eq_ignore_ascii_case("logical")) { "logical" } else { "replica" };
+    let (wal_keep_name, wal_keep_value) = wal_keep(input.pg_major, spec(wal_keep_floor(input.pg_major).0));
     let mut out = vec![
         ("listen_addresses", input.listen_addresses.to_string()),
         ("port", input.port.to_string()),
@@ -78,6 +83,7 @@ pub fn managed_settings(input: &ConfInput<'_>) -> Vec<(&'static str, String)> {
         ("wal_level", wal_level.to_string()),
         ("hot_standby", "on".to_string()),
         ("wal_log_hints", "on".to_string()),
+        (wal_keep_name, wal_keep_value),
         ("max_wal_senders", input.max_wal_senders.to_string()),
         ("max_replication_slots", input.max_replication_slots.to_string()),
         ("synchronous_standby_names", input.synchronous_standby_names.to_string()),
@@ -89,14 +95,45 @@ pub fn managed_settings(input: &ConfInput<'_>) -> Vec<(&'static str, String)> {
     out
 }
 
-/// Settings the keeper sets unless `pgParameters` does: enough retained WAL for a standby to
-/// catch up after a short disconnection or a rewind.
-fn default_settings(pg_major: u32) -> [(&'static str, &'static str); 1] {
+/// The least WAL kept for standbys, so one can catch up after a short disconnection or a
+/// pg_rewind without a full copy: `(setting, minimum in its unit, minimum as written)`.
+/// wal_keep_size (MB) from PostgreSQL 13, wal_keep_segments before.
+fn wal_keep_floor(pg_major: u32) -> (&'static str, f64, &'static str) {
     if pg_major >= 13 {
-        [("wal_keep_size", "128MB")]
+        ("wal_keep_size", 128.0, "128MB")
     } else {
-        [("wal_keep_segments", "8")]
+        ("wal_keep_segments", 8.0, "8")
     }
+}
+
+/// The managed WAL retention setting: the operator's value when it parses and keeps at least the
+/// minimum (kept as written), else the minimum. A lower or unreadable value would let a standby
+/// fall behind for good after a blip, which is what the keeper's value is there to prevent.
+pub fn wal_keep(pg_major: u32, requested: Option<&str>) -> (&'static str, String) {
+    let (name, min, min_text) = wal_keep_floor(pg_major);
+    let parsed = requested.and_then(|v| if pg_major >= 13 { parse_size_mb(v) } else { v.trim().parse::<u32>().ok().map(f64::from) });
+    match (requested, parsed) {
+        (Some(v), Some(n)) if n >= min => (name, v.trim().to_string()),
+        _ => (name, min_text.to_string()),
+    }
+}
+
+/// A PostgreSQL size in MB (wal_keep_size's unit): `256`, `256MB`, `1 GB`, `1.5GB`, `512kB`.
+/// Units are case-sensitive, as PostgreSQL reads them. `None` when PostgreSQL would refuse it.
+pub fn parse_size_mb(text: &str) -> Option<f64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let number: f64 = number.parse().ok().filter(|n: &f64| n.is_finite())?;
+    let factor = match unit.trim_start() {
+        "" | "MB" => 1.0,
+        "B" => 1.0 / (1024.0 * 1024.0),
+        "kB" => 1.0 / 1024.0,
+        "GB" => 1024.0,
+        "TB" => 1024.0 * 1024.0,
+        _ => return None,
+    };
+    Some(number * factor)
 }
 
 /// Renders `postgresql-stolon.conf`.
@@ -114,22 +151,18 @@ pub fn render(input: &ConfInput<'_>) -> String {
             out.push_str("# (a pgParameters entry with an invalid name was ignored)\n");
         } else if name.eq_ignore_ascii_case("wal_level") {
             let _ = writeln!(out, "# pgParameters.{name}: the keeper sets wal_level below (logical when asked, else replica)");
+        } else if name.eq_ignore_ascii_case("wal_keep_size") || name.eq_ignore_ascii_case("wal_keep_segments") {
+            let (setting, _, min) = wal_keep_floor(input.pg_major);
+            if name.eq_ignore_ascii_case(setting) {
+                let _ = writeln!(out, "# pgParameters.{name}: the keeper sets {setting} below (this value when it is at least {min})");
+            } else {
+                let _ = writeln!(out, "# pgParameters.{name} ignored: PostgreSQL {} uses {setting}, which the keeper sets below", input.pg_major);
+            }
         } else if is_managed(name) {
             let _ = writeln!(out, "# pgParameters.{name} ignored: the keeper manages it");
         } else if value.contains(['\n', '\r', '\0']) {
             let _ = writeln!(out, "# pgParameters.{name} ignored: its value contains a line break or NUL");
         } else {
-            let _ = writeln!(out, "{name} = {}", conf_value(value));
-        }
-    }
-
-    let defaults: Vec<_> = default_settings(input.pg_major)
-        .into_iter()
-        .filter(|(name, _)| !input.pg_parameters.keys().any(|k| k.eq_ignore_ascii_case(name)))
-        .collect();
-    if !defaults.is_empty() {
-        out.push_str("\n# Defaults of the keeper (pgParameters may override them):\n");
-        for (name, value) in defaults {
             let _ = writeln!(out, "{name} = {}", conf_value(value));
         }
     }

@@ -31,6 +31,7 @@ fn golden_master_with_parameters() {
         ("log_line_prefix", "%m [%p] it's "),
         ("bad name", "x"),
         ("wal_level", "logical"),
+        ("wal_keep_size", "16MB"),
         ("evil", "x'\ninclude '/etc/passwd"),
     ]);
     let ssn = synchronous_standby_names(true, &["b2".to_string(), "a1".to_string()]);
@@ -58,11 +59,63 @@ fn managed_values_win_over_pg_parameters() {
     assert!(!text.contains("port = '1'") && !text.contains("PORT = '1'"));
     assert!(!text.contains("host=evil"));
     assert!(text.contains("listen_addresses = '10.0.0.1'"));
-    // wal_keep_size defaults only when the operator did not set it.
     assert!(text.contains("wal_keep_size = '128MB'"));
     let mut old = input(&p, "", "", "");
     old.pg_major = 12;
     assert!(render(&old).contains("wal_keep_segments = '8'"));
+}
+
+#[test]
+fn wal_retention_is_managed_with_a_floor() {
+    // Lowering it (or an unreadable value) cannot starve standbys; raising it is honoured, as written.
+    let rows: &[(u32, Option<&str>, (&str, &str))] = &[
+        (15, None, ("wal_keep_size", "128MB")),
+        (15, Some("0"), ("wal_keep_size", "128MB")),
+        (15, Some("16MB"), ("wal_keep_size", "128MB")),
+        (15, Some("131071kB"), ("wal_keep_size", "128MB")),
+        (15, Some("128"), ("wal_keep_size", "128")),
+        (15, Some("1GB"), ("wal_keep_size", "1GB")),
+        (15, Some(" 2 GB "), ("wal_keep_size", "2 GB")),
+        (15, Some("0.5GB"), ("wal_keep_size", "0.5GB")),
+        (15, Some("1gb"), ("wal_keep_size", "128MB")),
+        (15, Some("-1"), ("wal_keep_size", "128MB")),
+        (15, Some("lots"), ("wal_keep_size", "128MB")),
+        (13, Some("256MB"), ("wal_keep_size", "256MB")),
+        (12, None, ("wal_keep_segments", "8")),
+        (12, Some("4"), ("wal_keep_segments", "8")),
+        (12, Some("64"), ("wal_keep_segments", "64")),
+        (12, Some("1GB"), ("wal_keep_segments", "8")),
+    ];
+    for &(major, requested, (name, value)) in rows {
+        assert_eq!(wal_keep(major, requested), (name, value.to_string()), "PostgreSQL {major}, pgParameters {requested:?}");
+    }
+}
+
+#[test]
+fn wal_retention_in_the_rendered_file() {
+    for (major, key, given, want) in [
+        (15, "wal_keep_size", "1MB", "wal_keep_size = '128MB'"),
+        (15, "WAL_KEEP_SIZE", "4GB", "wal_keep_size = '4GB'"),
+        (15, "wal_keep_segments", "1000", "wal_keep_size = '128MB'"),
+        (12, "wal_keep_size", "4GB", "wal_keep_segments = '8'"),
+    ] {
+        let p = params(&[(key, given)]);
+        let mut i = input(&p, "", "", "");
+        i.pg_major = major;
+        let text = render(&i);
+        assert!(text.contains(want), "{major} {key}={given}:\n{text}");
+        // The operator's line never appears as a setting of its own, only as a comment.
+        assert_eq!(text.lines().filter(|l| l.to_ascii_lowercase().starts_with("wal_keep")).count(), 1, "{text}");
+    }
+}
+
+#[test]
+fn sizes() {
+    let rows: &[(&str, Option<f64>)] =
+        &[("128", Some(128.0)), ("128MB", Some(128.0)), ("1 GB", Some(1024.0)), ("1TB", Some(1_048_576.0)), ("512kB", Some(0.5)), ("1048576B", Some(1.0)), ("1Gb", None), ("", None), ("MB", None), ("1.2.3MB", None)];
+    for &(text, want) in rows {
+        assert_eq!(parse_size_mb(text), want, "{text:?}");
+    }
 }
 
 #[test]

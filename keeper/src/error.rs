@@ -75,6 +75,8 @@ pub enum StepError {
     Io { step: &'static str, what: &'static str, path: PathBuf, source: std::io::Error },
     #[error("{step}: SQL on the local postgres failed: {source}; check that postgres runs and admits the superuser over the unix socket")]
     Sql { step: &'static str, source: tokio_postgres::Error },
+    #[error("{step}: cannot prepare {describe} as the pg_rewind source: {source}; check that --pg-su-username and its password are the same on every keeper and that the new master's pg_hba.conf admits this host as the superuser (defaultSUReplAccessMode). After {} refused attempts in a row the keeper gives up on pg_rewind and copies the data dir again with pg_basebackup", crate::rewind::REWIND_ATTEMPTS)]
+    RewindSource { step: &'static str, describe: String, source: tokio_postgres::Error },
     #[error("start: postgres exited ({status}) while starting; see its messages in the keeper's output (common causes: the port is in use, a bad pgParameters value)")]
     StartExited { status: String },
     #[error("start: postgres did not accept connections within {timeout:?} (the cluster spec's dbWaitReadyTimeout); it is left running and checked again on the next pass")]

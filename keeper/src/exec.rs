@@ -12,6 +12,7 @@ use crate::desired::Target;
 use crate::error::{StepError, Tool};
 use crate::plan::Step;
 use crate::process::{self, run_tool, PgChild};
+use crate::rewind::{self, RewindAttempts, RewindFailure, Verdict};
 use crate::state::{self, DbState};
 use crate::{conf, sql};
 use std::ffi::{OsStr, OsString};
@@ -32,6 +33,8 @@ pub struct Executor {
     pub conf_applied: Option<u64>,
     /// The db uid for which pg_rewind failed in this process (resync then uses pg_basebackup).
     pub rewind_failed_for: Option<String>,
+    /// Failed rewind attempts in a row, which decide `rewind_failed_for` (see `rewind`).
+    rewind_attempts: RewindAttempts,
     /// dbstate.json as last read or written.
     pub recorded: Option<DbState>,
     /// The last plan asked to report a missing data dir.
@@ -40,7 +43,15 @@ pub struct Executor {
 
 impl Executor {
     pub fn new(cfg: Arc<KeeperConfig>, recorded: Option<DbState>) -> Executor {
-        Executor { cfg, child: PgChild::default(), conf_applied: None, rewind_failed_for: None, recorded, data_dir_missing: false }
+        Executor {
+            cfg,
+            child: PgChild::default(),
+            conf_applied: None,
+            rewind_failed_for: None,
+            rewind_attempts: RewindAttempts::default(),
+            recorded,
+            data_dir_missing: false,
+        }
     }
 
     /// Whether a postmaster runs on PGDATA (our child, or an adopted one found through
@@ -64,13 +75,10 @@ impl Executor {
                 tracing::debug!(step = step.name(), detail = ?step, "executing");
             }
             let result = self.step(step, target).await;
+            if let (Step::Rewind, Some(db)) = (step, &target.desired.db) {
+                self.count_rewind(&db.uid, result.as_ref().err());
+            }
             if let Err(err) = &result {
-                // A source not ready yet is no reason to give up on pg_rewind.
-                if *step == Step::Rewind && !matches!(err, StepError::Precondition { .. } | StepError::Sql { .. }) {
-                    if let Some(db) = &target.desired.db {
-                        self.rewind_failed_for = Some(db.uid.clone());
-                    }
-                }
                 tracing::debug!(step = step.name(), error = %err, "step failed");
             } else {
                 tracing::debug!(step = step.name(), elapsed = ?started.elapsed(), "step done");
@@ -78,6 +86,29 @@ impl Executor {
             result?;
         }
         Ok(())
+    }
+
+    /// Counts an attempt of the rewind step for `db`; marks pg_rewind as failed for it (the next
+    /// plan resyncs with pg_basebackup) once `rewind::Verdict` says so.
+    fn count_rewind(&mut self, db: &str, err: Option<&StepError>) {
+        let Some(err) = err else {
+            self.rewind_attempts.succeeded();
+            return;
+        };
+        let why = rewind::classify(err);
+        match self.rewind_attempts.failed(db, why) {
+            Verdict::FallBack { counted } => {
+                if self.rewind_failed_for.as_deref() != Some(db) {
+                    let reason = if why == RewindFailure::RewindFailed { "pg_rewind failed" } else { "the rewind source refused the keeper" };
+                    tracing::warn!(db, error = %err, attempts = counted, reason, "giving up on pg_rewind for this db: falling back to a full resync (the data dir is emptied and copied again with pg_basebackup)");
+                }
+                self.rewind_failed_for = Some(db.to_string());
+            }
+            Verdict::Retry { counted } if why != RewindFailure::SourceNotReady => {
+                tracing::warn!(db, error = %err, attempt = counted, of = rewind::REWIND_ATTEMPTS, "rewind attempt failed; trying pg_rewind again on the next pass before falling back to a full resync");
+            }
+            Verdict::Retry { .. } => {}
+        }
     }
 
     async fn step(&mut self, step: &Step, t: &Target) -> Result<(), StepError> {
@@ -119,7 +150,7 @@ impl Executor {
                             reason: format!("the new master {} is not promoted yet; retrying on the next pass", src.0.describe),
                         })
                     }
-                    Err(source) => return Err(StepError::Sql { step: step.name(), source }),
+                    Err(source) => return Err(StepError::RewindSource { step: step.name(), describe: src.0.describe.clone(), source }),
                 }
                 tracing::info!(source = %src.0.describe, "rewinding the data dir with pg_rewind");
                 self.write_pgpass(step)?;
@@ -239,9 +270,7 @@ impl Executor {
         if let Some(encoding) = &nc.encoding {
             args.push(format!("--encoding={encoding}").into());
         }
-        if nc.data_checksums == Some(true) {
-            args.push("--data-checksums".into());
-        }
+        args.extend(data_checksums_arg(nc.data_checksums, cfg.pg_version.major).map(OsString::from));
         let result = self.tool(&Step::InitDb, Tool::InitDb, "initdb", &args, INITDB_TIMEOUT).await;
         let _ = std::fs::remove_file(&pwfile);
         result
@@ -283,6 +312,17 @@ fn no_source(step: &Step) -> StepError {
     StepError::Precondition { step: step.name(), reason: "clusterdata gives no address for the followed db yet".into() }
 }
 
+/// initdb's checksum flag for the spec's `newConfig.dataChecksums`. Unset keeps the version's
+/// default (off before 18, on from 18). `false` must be said explicitly from 18 on, where initdb
+/// enables checksums by default; `--no-data-checksums` does not exist before 18.
+fn data_checksums_arg(wanted: Option<bool>, pg_major: u32) -> Option<&'static str> {
+    match wanted {
+        Some(true) => Some("--data-checksums"),
+        Some(false) if pg_major >= 18 => Some("--no-data-checksums"),
+        Some(false) | None => None,
+    }
+}
+
 /// Removes everything inside `dir` (the dir itself stays: it may be a mount point).
 pub fn remove_contents(dir: &Path) -> std::io::Result<()> {
     let entries = match std::fs::read_dir(dir) {
@@ -313,6 +353,24 @@ fn basebackup_conninfo(repl_conninfo: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn initdb_checksum_flag_per_version() {
+        let rows = [
+            (15, Some(true), Some("--data-checksums")),
+            (15, Some(false), None),
+            (15, None, None),
+            (17, Some(true), Some("--data-checksums")),
+            (17, Some(false), None),
+            (17, None, None),
+            (18, Some(true), Some("--data-checksums")),
+            (18, Some(false), Some("--no-data-checksums")),
+            (18, None, None),
+        ];
+        for (major, wanted, want) in rows {
+            assert_eq!(data_checksums_arg(wanted, major), want, "PostgreSQL {major}, dataChecksums {wanted:?}");
+        }
+    }
 
     #[test]
     fn remove_contents_keeps_the_dir_and_tolerates_absence() {

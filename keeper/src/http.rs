@@ -1,5 +1,7 @@
 //! Probes and metrics on `--metrics-listen-address`, answered from a shared snapshot that the
-//! keeper's loops update (no I/O in a handler):
+//! keeper's loops update (no I/O in a handler). What they say about postgres comes from the
+//! observer's last look only while that look is recent (`observed_pg`), as for the published
+//! KeeperInfo, so a probe never vouches for a postgres that stopped answering:
 //! - `GET /health`: 200 when the keeper's pass ran recently and postgres answers, else 503;
 //! - `GET /role`: 200 with `master`, `standby` or `none` (what postgres is, not what it should be);
 //! - `GET /primary`: 200 only when clusterdata, read from the store within proxyTimeout, elects
@@ -16,6 +18,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
+use clusterview::data::TimelineHistoryEntry;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 use stolon_common::http::PromText;
@@ -25,6 +28,10 @@ use stolon_common::http::PromText;
 pub struct Snapshot {
     /// postgres' status at the last observation, `None` when it did not answer.
     pub pg: Option<PgStatus>,
+    /// The history of `pg`'s timeline, read with it.
+    pub pg_history: Vec<TimelineHistoryEntry>,
+    /// When the observer stored `pg` (end of its check). Read `pg` through `observed_pg`, which
+    /// ignores an observation this old that nothing recent says postgres is healthy.
     pub pg_observed_at: Option<Instant>,
     /// Clusterdata elects this keeper's db as master.
     pub elected_master: bool,
@@ -52,6 +59,7 @@ impl Shared {
         Arc::new(Shared {
             inner: Mutex::new(Snapshot {
                 pg: None,
+                pg_history: Vec::new(),
                 pg_observed_at: None,
                 elected_master: false,
                 cluster_data_read_at: None,
@@ -77,9 +85,22 @@ impl Shared {
     }
 }
 
+/// Whether an observation of postgres made at `observed_at` still stands at `now`. The observer
+/// looks every sleepInterval and one look takes at most requestTimeout, so an older one means
+/// postgres (or the observer) is stuck, and nothing recent says postgres is healthy.
+pub fn pg_observation_fresh(observed_at: Option<Instant>, now: Instant, timing: &Timing) -> bool {
+    observed_at.is_some_and(|t| now.saturating_duration_since(t) <= timing.request_timeout + timing.sleep_interval)
+}
+
+/// postgres' status as last observed, when that observation is fresh enough to trust; `None`
+/// otherwise, exactly as if postgres had not answered.
+pub fn observed_pg(s: &Snapshot, now: Instant) -> Option<&PgStatus> {
+    s.pg.as_ref().filter(|_| pg_observation_fresh(s.pg_observed_at, now, &s.timing))
+}
+
 /// What postgres is now: `master`, `standby` or `none`.
-pub fn local_role(s: &Snapshot) -> &'static str {
-    match &s.pg {
+pub fn local_role(s: &Snapshot, now: Instant) -> &'static str {
+    match observed_pg(s, now) {
         Some(pg) if pg.in_recovery => "standby",
         Some(_) => "master",
         None => "none",
@@ -87,20 +108,20 @@ pub fn local_role(s: &Snapshot) -> &'static str {
 }
 
 /// Healthy: the pass ran within the info TTL (plus a request timeout) and postgres answered at
-/// the last observation, itself recent.
+/// a recent observation.
 pub fn healthy(s: &Snapshot, now: Instant) -> bool {
     let window = s.timing.info_ttl() + s.timing.request_timeout;
-    let recent = |t: Option<Instant>| t.is_some_and(|t| now.saturating_duration_since(t) <= window);
-    recent(s.last_pass) && recent(s.pg_observed_at) && s.pg.is_some()
+    let pass_recent = s.last_pass.is_some_and(|t| now.saturating_duration_since(t) <= window);
+    pass_recent && observed_pg(s, now).is_some()
 }
 
 pub fn is_primary(s: &Snapshot, now: Instant) -> bool {
     let fresh = s.cluster_data_read_at.is_some_and(|t| now.saturating_duration_since(t) <= s.timing.proxy_timeout);
-    fresh && s.elected_master && s.pg.as_ref().is_some_and(|pg| !pg.in_recovery)
+    fresh && s.elected_master && observed_pg(s, now).is_some_and(|pg| !pg.in_recovery)
 }
 
-pub fn is_replica(s: &Snapshot) -> bool {
-    s.pg.as_ref().is_some_and(|pg| pg.in_recovery && pg.streaming)
+pub fn is_replica(s: &Snapshot, now: Instant) -> bool {
+    observed_pg(s, now).is_some_and(|pg| pg.in_recovery && pg.streaming)
 }
 
 fn code(ok: bool) -> StatusCode {
@@ -114,7 +135,8 @@ fn code(ok: bool) -> StatusCode {
 /// Renders the metrics.
 pub fn metrics(s: &Snapshot, now: Instant) -> String {
     let mut p = PromText::new();
-    let role = local_role(s);
+    let role = local_role(s, now);
+    let pg = observed_pg(s, now);
     p.family("stolon_keeper_local_role", "gauge", "The role of the local postgres: 1 for the current one.");
     for r in ["master", "standby", "none"] {
         p.sample("stolon_keeper_local_role", &[("role", r)], if r == role { 1.0 } else { 0.0 });
@@ -122,11 +144,11 @@ pub fn metrics(s: &Snapshot, now: Instant) -> String {
     let last = s.last_sync_success.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()).map_or(0.0, |d| d.as_secs_f64());
     p.single("stolon_keeper_last_sync_success_seconds", "gauge", "Unix time of the last pass whose steps all succeeded.", last);
     p.single("stolon_keeper_sync_failures_total", "counter", "Passes that stopped on a failed step.", s.sync_failures as f64);
-    let needs_restart = s.pg.as_ref().is_some_and(|pg| pg.pending_restart);
+    let needs_restart = pg.is_some_and(|pg| pg.pending_restart);
     p.single("stolon_keeper_needs_restart", "gauge", "1 when a changed setting waits for a postgres restart.", f64::from(u8::from(needs_restart)));
     p.single("stolon_keeper_healthy", "gauge", "1 when the keeper and its postgres are healthy (as /health).", f64::from(u8::from(healthy(s, now))));
     p.single("stolon_keeper_data_dir_missing", "gauge", "1 when the db's data dir is missing and the keeper waits for the sentinel.", f64::from(u8::from(s.data_dir_missing)));
-    if let Some(pg) = &s.pg {
+    if let Some(pg) = pg {
         p.single("stolon_keeper_xlog_pos", "gauge", "WAL position (insert on a master, replay on a standby).", pg.xlog_pos as f64);
         p.single("stolon_keeper_timeline_id", "gauge", "Current timeline.", f64::from(pg.timeline_id));
     }
@@ -137,9 +159,9 @@ pub fn metrics(s: &Snapshot, now: Instant) -> String {
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/health", get(|State(s): State<Arc<Shared>>| async move { code(healthy(&s.get(), Instant::now())) }))
-        .route("/role", get(|State(s): State<Arc<Shared>>| async move { local_role(&s.get()) }))
+        .route("/role", get(|State(s): State<Arc<Shared>>| async move { local_role(&s.get(), Instant::now()) }))
         .route("/primary", get(|State(s): State<Arc<Shared>>| async move { code(is_primary(&s.get(), Instant::now())) }))
-        .route("/replica", get(|State(s): State<Arc<Shared>>| async move { code(is_replica(&s.get())) }))
+        .route("/replica", get(|State(s): State<Arc<Shared>>| async move { code(is_replica(&s.get(), Instant::now())) }))
         .route("/metrics", get(|State(s): State<Arc<Shared>>| async move { metrics(&s.get(), Instant::now()) }))
         .with_state(shared)
 }
@@ -161,11 +183,12 @@ mod tests {
 
     #[test]
     fn roles_and_probes() {
+        let now = Instant::now();
         let none = snap(None);
-        assert_eq!(local_role(&none), "none");
+        assert_eq!(local_role(&none, now), "none");
         assert!(!healthy(&none, Instant::now()));
         let mut master = snap(Some(PgStatus::default()));
-        assert_eq!(local_role(&master), "master");
+        assert_eq!(local_role(&master, now), "master");
         assert!(healthy(&master, Instant::now()));
         assert!(!is_primary(&master, Instant::now()), "not elected");
         master.elected_master = true;
@@ -174,11 +197,56 @@ mod tests {
         assert!(is_primary(&master, Instant::now()));
         assert!(!is_primary(&master, Instant::now() + Duration::from_secs(30)), "stale clusterdata: fenced");
         let standby = snap(Some(PgStatus { in_recovery: true, streaming: false, ..Default::default() }));
-        assert_eq!(local_role(&standby), "standby");
-        assert!(!is_replica(&standby));
+        assert_eq!(local_role(&standby, now), "standby");
+        assert!(!is_replica(&standby, now));
         let streaming = snap(Some(PgStatus { in_recovery: true, streaming: true, ..Default::default() }));
-        assert!(is_replica(&streaming));
+        assert!(is_replica(&streaming, now));
         assert!(!is_primary(&Snapshot { elected_master: true, cluster_data_read_at: Some(Instant::now()), ..streaming }, Instant::now()));
+    }
+
+    #[test]
+    fn observation_freshness() {
+        // Defaults: sleepInterval 1s + requestTimeout 3s.
+        let timing = Timing::from_spec(&ClusterSpec::defaults());
+        let limit = timing.request_timeout + timing.sleep_interval;
+        let now = Instant::now() + Duration::from_secs(60);
+        let ms = Duration::from_millis;
+        let rows = [
+            ("never observed", None, false),
+            ("just now", Some(now), true),
+            ("one sleepInterval ago", Some(now - timing.sleep_interval), true),
+            ("at the limit", Some(now - limit), true),
+            ("just past the limit", Some(now - limit - ms(1)), false),
+            ("long ago", Some(now - Duration::from_secs(30)), false),
+            // Stored by another thread after `now` was taken.
+            ("after now", Some(now + ms(5)), true),
+        ];
+        for (name, observed_at, want) in rows {
+            assert_eq!(pg_observation_fresh(observed_at, now, &timing), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_stale_healthy_observation_vouches_for_nothing() {
+        let mut s = snap(Some(PgStatus { in_recovery: true, streaming: true, ..Default::default() }));
+        s.elected_master = true;
+        s.cluster_data_read_at = Some(Instant::now());
+        let now = Instant::now();
+        assert!(observed_pg(&s, now).is_some() && healthy(&s, now) && is_replica(&s, now));
+        // The pass loop still runs (last_pass fresh) but postgres stopped answering 5 s ago.
+        s.pg_observed_at = Some(now - Duration::from_secs(5));
+        s.last_pass = Some(now);
+        assert!(observed_pg(&s, now).is_none());
+        assert_eq!(local_role(&s, now), "none");
+        assert!(!healthy(&s, now));
+        assert!(!is_replica(&s, now));
+        let text = metrics(&s, now);
+        assert!(text.contains("stolon_keeper_healthy 0") && !text.contains("stolon_keeper_xlog_pos"), "{text}");
+        let mut master = snap(Some(PgStatus::default()));
+        master.elected_master = true;
+        master.cluster_data_read_at = Some(now);
+        master.pg_observed_at = Some(now - Duration::from_secs(5));
+        assert!(!is_primary(&master, now));
     }
 
     #[test]

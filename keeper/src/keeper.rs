@@ -1,10 +1,14 @@
-//! The keeper's two loops.
+//! The keeper's three loops.
 //!
 //! - The *pass* loop (`Keeper::run`), every sleepInterval: read clusterdata, observe, plan,
 //!   execute. A step may take long (pg_basebackup), so this loop does not publish.
-//! - The *publish* loop (`publish_loop`), every sleepInterval: look at postgres (one SQL round
-//!   trip) and publish a KeeperInfo with a fresh infoUID, so the sentinel sees this keeper alive
-//!   even while a long step runs, and sees postgres as it is right now.
+//! - The *observer* loop (`observe_loop`), every sleepInterval: look at postgres (one status
+//!   check, bounded by requestTimeout) and store what it saw, and when, in `Shared`.
+//! - The *publish* loop (`publish_loop`), on a fixed sleepInterval cadence: publish a KeeperInfo
+//!   with a fresh infoUID from the latest observation. The sentinel judges a keeper alive by infos
+//!   that keep changing, so this loop never waits on postgres: a slow postgres must not look
+//!   like a dead keeper (a false failover). An observation too old to trust is published as
+//!   "postgres not healthy", never as the last healthy status (`http::observed_pg`).
 //!
 //! Faults: when the store cannot be read, the pass loop holds still (postgres keeps running as
 //! it is: no stop, no demotion; the keeper cannot know what the sentinel decided meanwhile).
@@ -13,10 +17,11 @@
 use crate::config::KeeperConfig;
 use crate::desired::{self, Timing};
 use crate::exec::Executor;
-use crate::http::Shared;
+use crate::http::{self, Shared, Snapshot};
 use crate::info::{self, InfoInput};
 use crate::observe::{self, Memory};
 use crate::plan::{plan, DataDir, Step};
+use clusterview::info::KeeperInfo;
 use clusterview::store::InfoKind;
 use clusterview::{ClusterData, Store, StoreError};
 use std::sync::Arc;
@@ -177,34 +182,65 @@ impl Keeper {
     }
 }
 
-/// Observes postgres and publishes the keeper's info every sleepInterval, forever.
+/// Looks at postgres every sleepInterval and stores the result with its time, forever. A check
+/// that hangs ends at requestTimeout (`observe::pg_status`) as "postgres did not answer".
+pub async fn observe_loop(cfg: Arc<KeeperConfig>, shared: Arc<Shared>) {
+    loop {
+        let timing = shared.lock().timing;
+        let status = observe::pg_status(&cfg, timing.request_timeout).await;
+        let history = status.as_ref().map(|s| info::read_timeline_history(&cfg.pgdata, s.timeline_id)).unwrap_or_default();
+        {
+            let mut s = shared.lock();
+            s.pg = status;
+            s.pg_history = history;
+            s.pg_observed_at = Some(Instant::now());
+        }
+        tokio::time::sleep(timing.sleep_interval).await;
+    }
+}
+
+/// The KeeperInfo to publish at `now` from the loops' snapshot: postgres as last observed when
+/// that observation is fresh, else not healthy.
+fn info_at(cfg: &KeeperConfig, snapshot: &Snapshot, boot_uuid: &str, now: Instant) -> KeeperInfo {
+    info::keeper_info(
+        cfg,
+        InfoInput {
+            cluster_uid: snapshot.cluster_uid.as_deref(),
+            boot_uuid,
+            recorded: snapshot.recorded.as_ref(),
+            data_dir_missing: snapshot.data_dir_missing,
+            pg: http::observed_pg(snapshot, now).map(|s| (s, snapshot.pg_history.clone())),
+        },
+    )
+}
+
+/// Publishes the keeper's info every sleepInterval, forever, from what the observer last saw.
 pub async fn publish_loop(cfg: Arc<KeeperConfig>, store: Store, shared: Arc<Shared>, boot_uuid: String) {
     let mut publisher: Option<(Duration, clusterview::store::InfoPublisher)> = None;
     let mut failing = false;
+    let mut stale = false;
+    let mut next = tokio::time::Instant::now();
     loop {
-        let timing = shared.get().timing;
+        let snapshot = shared.get();
+        let timing = snapshot.timing;
         let ttl = timing.info_ttl();
         if publisher.as_ref().map(|(t, _)| *t) != Some(ttl) {
             publisher = Some((ttl, clusterview::store::InfoPublisher::new(&store, InfoKind::Keeper, &cfg.uid, ttl)));
         }
-        let status = observe::pg_status(&cfg, timing.request_timeout).await;
-        let history = status.as_ref().map(|s| info::read_timeline_history(&cfg.pgdata, s.timeline_id)).unwrap_or_default();
-        let snapshot = {
-            let mut s = shared.lock();
-            s.pg = status.clone();
-            s.pg_observed_at = Some(Instant::now());
-            s.clone()
-        };
-        let keeper_info = info::keeper_info(
-            &cfg,
-            InfoInput {
-                cluster_uid: snapshot.cluster_uid.as_deref(),
-                boot_uuid: &boot_uuid,
-                recorded: snapshot.recorded.as_ref(),
-                data_dir_missing: snapshot.data_dir_missing,
-                pg: status.as_ref().map(|s| (s, history)),
-            },
-        );
+        let now = Instant::now();
+        // Before the first observation there is nothing to warn about; after it, an old one
+        // means the observer's checks stopped returning.
+        let is_stale = snapshot.pg_observed_at.is_some() && !http::pg_observation_fresh(snapshot.pg_observed_at, now, &timing);
+        if is_stale != stale {
+            let age = snapshot.pg_observed_at.map(|t| now.saturating_duration_since(t));
+            if is_stale {
+                tracing::warn!(?age, limit = ?(timing.request_timeout + timing.sleep_interval), "no recent observation of postgres; publishing it as not healthy");
+            } else {
+                tracing::info!("postgres observed again; publishing its status");
+            }
+            stale = is_stale;
+        }
+        let keeper_info = info_at(&cfg, &snapshot, &boot_uuid, now);
         if let Some((_, p)) = publisher.as_mut() {
             match p.publish(&keeper_info).await {
                 Ok(()) if failing => {
@@ -220,7 +256,10 @@ pub async fn publish_loop(cfg: Arc<KeeperConfig>, store: Store, shared: Arc<Shar
                 }
             }
         }
-        tokio::time::sleep(timing.sleep_interval).await;
+        // A fixed cadence: time spent publishing shortens the wait instead of adding to it, and
+        // a publication that overran starts the next one at once rather than a burst of them.
+        next = (next + timing.sleep_interval).max(tokio::time::Instant::now());
+        tokio::time::sleep_until(next).await;
     }
 }
 
@@ -229,5 +268,44 @@ pub async fn withdraw_info(cfg: &KeeperConfig, store: &Store) {
     let mut publisher = clusterview::store::InfoPublisher::new(store, InfoKind::Keeper, &cfg.uid, Duration::from_secs(1));
     if let Err(err) = publisher.withdraw().await {
         tracing::debug!(error = %err, "cannot withdraw the keeper info; it expires with its lease");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::PgStatus;
+    use clusterview::data::{DbRole, TimelineHistoryEntry};
+
+    #[test]
+    fn published_postgres_state_follows_the_observation_age() {
+        let cfg = crate::desired::tests::config("k1");
+        let shared = Shared::new(desired::Timing::from_spec(&clusterview::ClusterSpec::defaults()), None);
+        let now = Instant::now() + Duration::from_secs(60);
+        let history = vec![TimelineHistoryEntry { timeline_id: 1, switch_point: 10, reason: String::new() }];
+        let healthy_pg = Some(PgStatus { timeline_id: 2, ..Default::default() });
+        // (observation, its age, published healthy)
+        let rows = [
+            ("healthy, just observed", healthy_pg.clone(), Some(Duration::ZERO), true),
+            ("healthy, observed 4 s ago (sleepInterval + requestTimeout)", healthy_pg.clone(), Some(Duration::from_secs(4)), true),
+            ("healthy, but observed 5 s ago: stale", healthy_pg.clone(), Some(Duration::from_secs(5)), false),
+            ("not answering, just observed", None, Some(Duration::ZERO), false),
+            ("never observed", healthy_pg, None, false),
+        ];
+        for (name, pg, age, want_healthy) in rows {
+            let mut s = shared.get();
+            s.pg = pg;
+            s.pg_history = history.clone();
+            s.pg_observed_at = age.map(|a| now - a);
+            let state = info_at(&cfg, &s, "boot", now).postgres_state.unwrap();
+            assert_eq!(state.healthy, want_healthy, "{name}");
+            if want_healthy {
+                assert_eq!((state.role, state.timeline_id, state.timelines_history.len()), (Some(DbRole::Master), 2, 1), "{name}");
+            } else {
+                // The shape published when postgres does not answer: nothing claimed about it.
+                assert_eq!((state.role, state.system_id, state.timeline_id), (None, None, 0), "{name}");
+                assert!(state.timelines_history.is_empty(), "{name}");
+            }
+        }
     }
 }

@@ -10,9 +10,10 @@
 //! - `plan`: the pure decision `plan(&Desired, &Observed) -> Vec<Step>`;
 //! - `observe`: the data dir and postgres as they are (`Observed`);
 //! - `exec`, `process`, `sql`: the I/O of each step;
+//! - `rewind`: when a failing pg_rewind gives way to a full resync (pg_basebackup);
 //! - `info`: the published KeeperInfo;
 //! - `http`: probes (/health, /role, /primary, /replica) and /metrics;
-//! - `keeper`: the pass loop and the publish loop;
+//! - `keeper`: the pass loop, the observer loop and the publish loop;
 //! - `error`: typed errors that say what to do.
 //!
 //! Shutdown: on SIGTERM or SIGINT the keeper stops its pass, stops postgres with a fast shutdown
@@ -36,6 +37,7 @@ mod plan;
 mod preflight;
 mod process;
 mod quote;
+mod rewind;
 mod sql;
 mod state;
 
@@ -88,6 +90,7 @@ async fn run(args: args::Args) -> Result<(), StartupError> {
         None => None,
     };
     let boot_uuid = uuid::Uuid::new_v4().to_string();
+    let observer = AbortOnDrop(tokio::spawn(keeper::observe_loop(Arc::clone(&cfg), Arc::clone(&shared))));
     let publisher = AbortOnDrop(tokio::spawn(keeper::publish_loop(Arc::clone(&cfg), store.clone(), Arc::clone(&shared), boot_uuid)));
 
     let exec = exec::Executor::new(Arc::clone(&cfg), recorded);
@@ -99,6 +102,7 @@ async fn run(args: args::Args) -> Result<(), StartupError> {
         }
     }
     drop(publisher);
+    drop(observer);
     keeper.shutdown().await;
     keeper::withdraw_info(&cfg, &store).await;
     tracing::info!("stolon-keeper stopped");

@@ -73,21 +73,33 @@ pub fn conf_on_disk(pgdata: &Path) -> Option<u64> {
 /// postgres' status when a postmaster runs on PGDATA and answers SQL.
 pub async fn pg_status(cfg: &KeeperConfig, timeout: Duration) -> Option<PgStatus> {
     process::postmaster_pid(&cfg.pgdata)?;
-    let client = match sql::connect(cfg, timeout).await {
-        Ok(client) => client,
-        Err(err) => {
-            tracing::debug!(error = %err, "postgres does not answer");
-            return None;
+    status_within(cfg, timeout).await
+}
+
+/// Connects and reads the status, all within `timeout`. The whole check is bounded, not each
+/// part: libpq's connect timeout covers only the socket, and a postgres that is overloaded (or
+/// stopped with SIGSTOP) accepts the connection and then never answers the handshake.
+async fn status_within(cfg: &KeeperConfig, timeout: Duration) -> Option<PgStatus> {
+    let check = async {
+        let client = match sql::connect(cfg, timeout).await {
+            Ok(client) => client,
+            Err(err) => {
+                tracing::debug!(error = %err, "postgres does not answer");
+                return None;
+            }
+        };
+        match sql::query_status(&client, &cfg.repl_username).await {
+            Ok(status) => Some(status),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read postgres' status");
+                None
+            }
         }
     };
-    match tokio::time::timeout(timeout, sql::query_status(&client, &cfg.repl_username)).await {
-        Ok(Ok(status)) => Some(status),
-        Ok(Err(err)) => {
-            tracing::warn!(error = %err, "cannot read postgres' status");
-            None
-        }
+    match tokio::time::timeout(timeout, check).await {
+        Ok(status) => status,
         Err(_) => {
-            tracing::warn!(?timeout, "reading postgres' status timed out");
+            tracing::warn!(?timeout, "postgres did not answer the status check within requestTimeout");
             None
         }
     }
@@ -142,6 +154,25 @@ mod tests {
         std::fs::create_dir(pgdata.join("global")).unwrap();
         std::fs::write(pgdata.join("global/pg_control"), b"x").unwrap();
         assert_eq!(classify_data_dir(&pgdata), DataDir::Present);
+    }
+
+    #[tokio::test]
+    async fn a_postgres_that_accepts_but_never_answers_is_cut_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = crate::desired::tests::config("k1");
+        cfg.data_dir = dir.path().to_path_buf();
+        cfg.pgdata = dir.path().join("postgres");
+        // The kernel accepts the connection; nobody ever answers the startup message.
+        let listener = tokio::net::UnixListener::bind(cfg.socket_dir().join(format!(".s.PGSQL.{}", cfg.port))).unwrap();
+        let _hold = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((conn, _)) = listener.accept().await {
+                held.push(conn);
+            }
+        });
+        let started = std::time::Instant::now();
+        assert_eq!(status_within(&cfg, Duration::from_millis(300)).await, None);
+        assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
     }
 
     #[test]
