@@ -102,7 +102,7 @@ stage "tests" 900 cargo test --workspace --locked -- --test-threads="${STOLON_TE
 if [ "${STOLON_SKIP_PG18:-0}" != 1 ]; then
   stage "bootstrap and failover scenarios on PostgreSQL $("$pg18_bin/postgres" --version | awk '{print $3}')" 400 \
     env STOLON_TEST_PG_BIN="$pg18_bin" cargo test -p stolon-tests --locked --test failover -- \
-    --test-threads="${STOLON_TEST_THREADS:-2}" bootstrap kill9 frozen
+    --test-threads="${STOLON_TEST_THREADS:-2}" bootstrap three_keepers kill9 frozen
 fi
 
 if [ "${STOLON_SKIP_COMPOSE:-0}" != 1 ]; then

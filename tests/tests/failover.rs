@@ -82,6 +82,20 @@ async fn three_keepers_two_sentinels_stream_and_replicate() {
     assert_eq!(writable_count(&c).await, 1);
 }
 
+/// The keeper's log since its last (re)start: the harness appends every start to one file,
+/// each behind a "===== starting" header.
+fn log_since_last_start(c: &TestCluster, i: usize) -> String {
+    let Some(guard) = c.keepers[i].guard.as_ref() else { return String::new() };
+    let text = std::fs::read_to_string(guard.log_path()).unwrap_or_default();
+    text.rsplit("===== starting").next().unwrap_or_default().to_string()
+}
+
+/// How the rejoining keeper `i` got its data dir back since its last start.
+fn rejoin_methods(c: &TestCluster, i: usize) -> (bool, bool) {
+    let log = log_since_last_start(c, i);
+    (log.contains("rewinding the data dir with pg_rewind"), log.contains("copying the data dir with pg_basebackup"))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn kill9_master_promotes_a_standby_and_the_other_follows() {
     let (mut c, old, want) = three_keepers("kill9", json!({"initMode": "new"}), 1).await;
@@ -101,6 +115,8 @@ async fn kill9_master_promotes_a_standby_and_the_other_follows() {
     let client = c.keeper_client(old).await.unwrap();
     assert_eq!(query_i64(&client, "SELECT pg_is_in_recovery()::int::bigint").await.unwrap(), 1);
     assert_eq!(writable_count(&c).await, 1, "exactly one master");
+    // It came back by pg_rewind, not by the full copy that would also give these rows.
+    assert_eq!(rejoin_methods(&c, old), (true, false), "(rewound, copied)\n{}", log_since_last_start(&c, old));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -113,6 +129,7 @@ async fn old_master_rejoins_by_full_resync_without_pg_rewind() {
     c.start_keeper(old);
     wait_ids(&c, old, &(0..110).collect::<Vec<_>>(), FAILOVER).await;
     assert_eq!(writable_count(&c).await, 1);
+    assert_eq!(rejoin_methods(&c, old), (false, true), "(rewound, copied)\n{}", log_since_last_start(&c, old));
 }
 
 #[tokio::test(flavor = "multi_thread")]
