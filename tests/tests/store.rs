@@ -191,3 +191,57 @@ async fn unreachable_store_fails_fast_with_a_clear_error() {
     assert!(matches!(err, StoreError::Timeout { .. } | StoreError::Request { .. }), "{err}");
     assert!(err.to_string().contains(&port.to_string()), "{err}");
 }
+
+/// `stolon-sentinel --initial-cluster-spec FILE`: a malformed file is refused before anything is
+/// written; a valid one creates clusterdata when there is none, and never replaces existing
+/// clusterdata (a second sentinel with another spec changes nothing).
+#[tokio::test(flavor = "multi_thread")]
+async fn sentinel_initial_cluster_spec_creates_clusterdata_only_when_absent() {
+    let dir = TestDir::new("initspec");
+    let etcd = Etcd::start_single(&dir).await;
+    let ep = etcd.endpoints();
+    let sentinel = |name: &str, spec: &std::path::Path| {
+        let mut cmd = Command::new(bin_path(stolon_tests::SENTINEL));
+        cmd.args(["--cluster-name", "c1", "--store-endpoints", &ep, "--uid", name, "--initial-cluster-spec"]).arg(spec);
+        ChildGuard::spawn(name, &mut cmd, &dir.log_path(name))
+    };
+
+    // Malformed: refused at start, naming the file and the field; nothing written.
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"initMode":"new","failInterval":"-1s"}"#).unwrap();
+    let mut s0 = sentinel("s0", &bad);
+    let status = s0.wait_exit(Duration::from_secs(20)).expect("a sentinel with a bad spec exits");
+    assert!(!status.success());
+    let log = s0.log_tail(20);
+    assert!(log.contains("bad.json") && log.contains("failInterval"), "{log}");
+    let store = Store::connect(&stolon_tests::store_config(&ep, "c1")).await.unwrap();
+    assert!(store.get_cluster_data_raw().await.unwrap().is_none(), "nothing written");
+
+    // Valid: the leader creates clusterdata with exactly that spec.
+    let good = dir.path().join("good.json");
+    std::fs::write(&good, r#"{"initMode":"new","failInterval":"7s"}"#).unwrap();
+    let s1 = sentinel("s1", &good);
+    let cd = wait_until_desc("clusterdata from --initial-cluster-spec", Duration::from_secs(20), Duration::from_millis(200), || async {
+        store.get_cluster_data().await.ok().flatten()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", s1.log_tail(30)));
+    assert_eq!(cd.value.cluster.spec.fail_interval(), Duration::from_secs(7));
+    let uid = cd.value.cluster.uid.clone();
+
+    // Another sentinel with another spec: the existing cluster stays as it is.
+    let other = dir.path().join("other.json");
+    std::fs::write(&other, r#"{"initMode":"new","failInterval":"9s"}"#).unwrap();
+    drop(s1);
+    let s2 = sentinel("s2", &other);
+    // Killed, s1 leaves its election key until its lease expires; then s2 leads.
+    wait_until_desc("the second sentinel to lead", Duration::from_secs(30), Duration::from_millis(200), || async {
+        s2.log_tail(50).contains("elected sentinel leader").then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", s2.log_tail(30)));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let now = store.get_cluster_data().await.unwrap().unwrap();
+    assert_eq!(now.value.cluster.uid, uid, "clusterdata replaced\n{}", s2.log_tail(30));
+    assert_eq!(now.value.cluster.spec.fail_interval(), Duration::from_secs(7));
+}
