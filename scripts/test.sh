@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian 12 machine: installs what is missing (etcd-server,
-# protobuf-compiler, PostgreSQL 15), builds every binary, runs clippy and every test.
+# protobuf-compiler and libprotobuf-dev, PostgreSQL 15 and 18, jq, python3-venv; see
+# scripts/prerequisites.sh), builds every binary, runs clippy and every test.
 #
 # Environment:
 #   STOLON_TEST_THREADS   parallel tests per test binary (default 2; integration tests each run
