@@ -53,16 +53,20 @@ impl Store {
 
     /// The uid of the current leader, if any.
     pub async fn leader(&self) -> Result<Option<String>, StoreError> {
-        let mut client = self.client();
-        match self.bounded("read sentinel leader", client.leader(self.keys().sentinel_leader())).await {
-            Ok(resp) => Ok(resp.kv().map(|kv| String::from_utf8_lossy(kv.value()).into_owned())),
-            Err(StoreError::Request { source: etcd_client::Error::GRpcStatus(status), .. })
-                if status.message().contains("no leader") =>
-            {
-                Ok(None)
+        let name = self.keys().sentinel_leader();
+        let name = name.as_str();
+        self.request("read sentinel leader", |mut c| async move {
+            match c.leader(name).await {
+                Ok(resp) => Ok(resp.kv().map(|kv| String::from_utf8_lossy(kv.value()).into_owned())),
+                // "election: no leader" is an answer, not a failure (unlike raft's "etcdserver:
+                // no leader", which `request` retries).
+                Err(etcd_client::Error::GRpcStatus(status)) if status.message().contains("election: no leader") => {
+                    Ok(None)
+                }
+                Err(err) => Err(err),
             }
-            Err(err) => Err(err),
-        }
+        })
+        .await
     }
 }
 
@@ -71,7 +75,9 @@ impl Campaign {
     /// the lease was lost while waiting; the caller retries after a pause.
     pub async fn elect(&self) -> Result<Leadership, StoreError> {
         let mut client = self.store.client();
-        let grant = self.store.bounded("grant election lease", client.lease_grant(self.ttl_secs, None)).await?;
+        let ttl_secs = self.ttl_secs;
+        let grant =
+            self.store.request("grant election lease", |mut c| async move { c.lease_grant(ttl_secs, None).await }).await?;
         let lease = grant.id();
         let (validity, keepalive) = spawn_keepalive(self.store.clone(), lease, self.ttl_secs);
         let mut lost = validity.clone();
@@ -96,7 +102,7 @@ impl Campaign {
             }),
             Err(source) => {
                 drop(keepalive);
-                let _ = self.store.bounded("revoke lease", client.lease_revoke(lease)).await;
+                let _ = self.store.request("revoke lease", |mut c| async move { c.lease_revoke(lease).await }).await;
                 Err(StoreError::Request { op: "campaign", endpoints: self.store.endpoints.clone(), source })
             }
         }
@@ -117,12 +123,17 @@ impl Leadership {
 
     /// Gives up leadership now so another sentinel takes over without waiting for the TTL.
     pub async fn resign(self) -> Result<(), StoreError> {
-        let mut client = self.store.client();
         if let Some(key) = self.leader_key.clone() {
             let opts = ResignOptions::new().with_leader(key);
-            self.store.bounded("resign", client.resign(Some(opts))).await?;
+            self.store
+                .request("resign", |mut c| {
+                    let opts = opts.clone();
+                    async move { c.resign(Some(opts)).await }
+                })
+                .await?;
         }
-        self.store.bounded("revoke lease", client.lease_revoke(self.lease)).await?;
+        let lease = self.lease;
+        self.store.request("revoke lease", |mut c| async move { c.lease_revoke(lease).await }).await?;
         Ok(())
     }
 }

@@ -37,17 +37,24 @@ impl InfoPublisher {
     pub async fn publish<T: Serialize>(&mut self, info: &T) -> Result<(), StoreError> {
         // Serializing our own plain info types cannot fail.
         let bytes = serde_json::to_vec(info).unwrap_or_default();
-        let mut client = self.store.client();
-        let grant = self.store.bounded("grant info lease", client.lease_grant(self.ttl_secs, None)).await?;
-        let put = client.put(self.key.clone(), bytes, Some(PutOptions::new().with_lease(grant.id())));
-        if let Err(err) = self.store.bounded("publish info", put).await {
+        let ttl_secs = self.ttl_secs;
+        let grant = self.store.request("grant info lease", |mut c| async move { c.lease_grant(ttl_secs, None).await }).await?;
+        let (key, lease) = (self.key.as_str(), grant.id());
+        let put = self
+            .store
+            .request("publish info", |mut c| {
+                let bytes = bytes.clone();
+                async move { c.put(key, bytes, Some(PutOptions::new().with_lease(lease))).await }
+            })
+            .await;
+        if let Err(err) = put {
             // Do not leave the fresh lease behind; the old publication stays until its TTL.
-            let _ = self.store.bounded("revoke lease", client.lease_revoke(grant.id())).await;
+            let _ = self.store.request("revoke lease", |mut c| async move { c.lease_revoke(lease).await }).await;
             return Err(err);
         }
-        if let Some(old) = self.lease.replace(grant.id()) {
+        if let Some(old) = self.lease.replace(lease) {
             // Best effort: an old lease carries no key any more and expires by itself anyway.
-            if let Err(err) = self.store.bounded("revoke old lease", client.lease_revoke(old)).await {
+            if let Err(err) = self.store.request("revoke old lease", |mut c| async move { c.lease_revoke(old).await }).await {
                 tracing::debug!(error = %err, "could not revoke a superseded info lease");
             }
         }
@@ -56,10 +63,10 @@ impl InfoPublisher {
 
     /// Removes the info now (on clean shutdown) instead of waiting for the lease to expire.
     pub async fn withdraw(&mut self) -> Result<(), StoreError> {
-        let mut client = self.store.client();
-        self.store.bounded("delete info", client.delete(self.key.clone(), None)).await?;
+        let key = self.key.as_str();
+        self.store.request("delete info", |mut c| async move { c.delete(key, None).await }).await?;
         if let Some(lease) = self.lease.take() {
-            let _ = self.store.bounded("revoke lease", client.lease_revoke(lease)).await;
+            let _ = self.store.request("revoke lease", |mut c| async move { c.lease_revoke(lease).await }).await;
         }
         Ok(())
     }
@@ -75,9 +82,11 @@ impl Store {
     /// warning: one bad publisher must not blind the sentinel to all the others.
     pub async fn list_infos<T: DeserializeOwned>(&self, kind: InfoKind) -> Result<BTreeMap<String, T>, StoreError> {
         let prefix = self.keys().info_prefix(kind);
-        let mut client = self.client();
         let resp = self
-            .bounded("list infos", client.get(prefix.clone(), Some(GetOptions::new().with_prefix())))
+            .request("list infos", |mut c| {
+                let prefix = prefix.clone();
+                async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await }
+            })
             .await?;
         let mut out = BTreeMap::new();
         for kv in resp.kvs() {

@@ -151,6 +151,7 @@ impl Store {
     }
 
     /// Runs one etcd request bounded by the store timeout, mapping errors to `StoreError`.
+    /// For a future that cannot be re-made (one round of a stream); prefer `request`.
     async fn bounded<T, F>(&self, op: &'static str, fut: F) -> Result<T, StoreError>
     where
         F: Future<Output = Result<T, etcd_client::Error>>,
@@ -162,11 +163,42 @@ impl Store {
         }
     }
 
+    /// Runs one etcd request, `attempt(client)`, within the store timeout, and tries again while
+    /// etcd answers "unavailable". The client balances requests over every endpoint, including
+    /// a member that is down or has just lost its raft leader: without a retry, one dead member
+    /// of three fails a share of all requests (seen in CI as "tcp connect error" on a healthy
+    /// cluster), while another attempt reaches a live member. Every request we make may be
+    /// repeated: reads and lease grants trivially; an info put is idempotent; a clusterdata CAS
+    /// that did apply before its answer was lost fails its repeat as a `Conflict`, which callers
+    /// already handle by re-reading.
+    async fn request<T, F, Fut>(&self, op: &'static str, mut attempt: F) -> Result<T, StoreError>
+    where
+        F: FnMut(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut pause = RETRY_PAUSE_MIN;
+        loop {
+            match tokio::time::timeout_at(deadline, attempt(self.client())).await {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(source)) if is_unavailable(&source) && tokio::time::Instant::now() + pause < deadline => {
+                    tracing::debug!(op, error = %source, "etcd endpoint unavailable, trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(RETRY_PAUSE_MAX);
+                }
+                Ok(Err(source)) => return Err(StoreError::Request { op, endpoints: self.endpoints.clone(), source }),
+                Err(_) => {
+                    return Err(StoreError::Timeout { op, endpoints: self.endpoints.clone(), timeout: self.timeout })
+                }
+            }
+        }
+    }
+
     /// Reads clusterdata with its mod revision; `None` when the cluster was never initialized.
     pub async fn get_cluster_data(&self) -> Result<Option<Versioned<ClusterData>>, StoreError> {
         let key = self.keys.cluster_data();
-        let mut client = self.client();
-        let resp = self.bounded("get clusterdata", client.get(key, None)).await?;
+        let key = key.as_str();
+        let resp = self.request("get clusterdata", |mut c| async move { c.get(key, None).await }).await?;
         match resp.kvs().first() {
             None => Ok(None),
             Some(kv) => Ok(Some(Versioned {
@@ -179,8 +211,9 @@ impl Store {
     /// Reads clusterdata as raw bytes (for `stolonctl clusterdata read`, which must work even
     /// when the document is corrupt).
     pub async fn get_cluster_data_raw(&self) -> Result<Option<Versioned<Vec<u8>>>, StoreError> {
-        let mut client = self.client();
-        let resp = self.bounded("get clusterdata", client.get(self.keys.cluster_data(), None)).await?;
+        let key = self.keys.cluster_data();
+        let key = key.as_str();
+        let resp = self.request("get clusterdata", |mut c| async move { c.get(key, None).await }).await?;
         Ok(resp.kvs().first().map(|kv| Versioned { value: kv.value().to_vec(), revision: kv.mod_revision() }))
     }
 
@@ -198,8 +231,10 @@ impl Store {
             Expect::Revision(rev) => Compare::mod_revision(key.clone(), CompareOp::Equal, rev),
         };
         let txn = Txn::new().when(vec![compare]).and_then(vec![TxnOp::put(key, bytes, None)]);
-        let mut client = self.client();
-        let resp = self.bounded("write clusterdata", client.txn(txn)).await?;
+        let resp = self.request("write clusterdata", |mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        }).await?;
         if !resp.succeeded() {
             return Err(StoreError::Conflict);
         }
@@ -208,10 +243,29 @@ impl Store {
 
     /// Checks that etcd answers (a cheap read of the clusterdata key's existence).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let mut client = self.client();
+        let key = self.keys.cluster_data();
+        let key = key.as_str();
         let opts = etcd_client::GetOptions::new().with_count_only();
-        self.bounded("ping", client.get(self.keys.cluster_data(), Some(opts))).await?;
+        self.request("ping", |mut c| {
+            let opts = opts.clone();
+            async move { c.get(key, Some(opts)).await }
+        })
+        .await?;
         Ok(())
+    }
+}
+
+/// First and longest pause between attempts of a request that found etcd unavailable.
+const RETRY_PAUSE_MIN: Duration = Duration::from_millis(50);
+const RETRY_PAUSE_MAX: Duration = Duration::from_millis(500);
+
+/// etcd (or the way to it) said "unavailable": a dead or unreachable member, or one without a
+/// raft leader for now. Another attempt may reach a healthy member.
+fn is_unavailable(err: &etcd_client::Error) -> bool {
+    match err {
+        etcd_client::Error::GRpcStatus(status) => status.code() == tonic::Code::Unavailable,
+        etcd_client::Error::TransportError(_) => true,
+        _ => false,
     }
 }
 

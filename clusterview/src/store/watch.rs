@@ -15,12 +15,18 @@ pub struct ClusterDataWatch {
 impl Store {
     /// Starts watching clusterdata for changes after `after_revision` (0: from now).
     pub async fn watch_cluster_data(&self, after_revision: i64) -> Result<ClusterDataWatch, StoreError> {
-        let mut client = self.client();
         let mut options = WatchOptions::new();
         if after_revision > 0 {
             options = options.with_start_revision(after_revision + 1);
         }
-        let stream = self.bounded("watch clusterdata", client.watch(self.keys().cluster_data(), Some(options))).await?;
+        let key = self.keys().cluster_data();
+        let key = key.as_str();
+        let stream = self
+            .request("watch clusterdata", |mut c| {
+                let options = options.clone();
+                async move { c.watch(key, Some(options)).await }
+            })
+            .await?;
         Ok(ClusterDataWatch { stream, endpoints: self.endpoints.clone() })
     }
 }
