@@ -6,9 +6,10 @@
 //! Module map:
 //! - [`failover`]: write unavailability and lost acknowledged writes when the master is killed.
 //! - [`writer`]: the failover benchmark's client, inserting through the proxy on its own thread.
-//! - [`overhead`]: pgbench through our proxy vs direct vs HAProxy.
+//! - [`overhead`]: pgbench through our proxy vs direct vs HAProxy, with the forwarder's CPU per
+//!   transaction, on shared cores or with the forwarder on a core of its own.
 //! - [`idle`]: memory and CPU of the daemons of a settled, idle cluster.
-//! - [`procfs`]: RSS, threads and CPU time of a process from `/proc`.
+//! - [`procfs`]: RSS, threads and CPU time of a process from `/proc` (idle and overhead).
 //! - [`report`]: Markdown tables and min/median/max.
 //!
 //! Every process is owned by the harness's guards, which kill it on drop, also when a benchmark
@@ -52,6 +53,13 @@ enum Bench {
         /// Seconds per pgbench run (-T).
         #[arg(long, default_value_t = 15)]
         seconds: u32,
+        /// Only the persistent-connection mode (skips -C; for quick comparisons).
+        #[arg(long)]
+        persistent_only: bool,
+        /// `shared`: the forwarder competes with pgbench and postgres for the cores; `split`:
+        /// pgbench and postgres on CPU 0, the forwarder alone on CPU 1.
+        #[arg(long, value_enum, default_value_t = overhead::CpuLayout::Shared)]
+        cpu_layout: overhead::CpuLayout,
     },
     /// RSS and CPU of keepers, sentinels and proxy of an idle 3-keeper cluster.
     Idle {
@@ -69,7 +77,9 @@ async fn main() -> ExitCode {
     let bench = async {
         match Cli::parse().bench {
             Bench::Failover { runs } => failover::run(runs).await,
-            Bench::ProxyOverhead { rounds, seconds } => overhead::run(rounds, seconds).await,
+            Bench::ProxyOverhead { rounds, seconds, persistent_only, cpu_layout } => {
+                overhead::run(rounds, seconds, persistent_only, cpu_layout).await
+            }
             Bench::Idle { settle, window } => idle::run(settle, window).await,
         }
     };

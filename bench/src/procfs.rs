@@ -1,4 +1,4 @@
-//! What the `idle` benchmark reads from `/proc`: a process's resident memory (`VmRSS`), thread
+//! What the `idle` and `proxy-overhead` benchmarks read from `/proc`: a process's resident memory (`VmRSS`), thread
 //! count and CPU time (`utime + stime`), and which pid of a [`ChildGuard`]'s process group runs a
 //! given binary. Every reader returns `None` once the process is gone, so the caller decides what
 //! a vanished process means.
