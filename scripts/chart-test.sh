@@ -111,7 +111,7 @@ VALUE_SETS = {
         "keeper": {"podAntiAffinity": "hard", "replicas": 3,
                    "persistence": {"storageClass": "fast-ssd", "size": "50Gi"}},
         "sentinel": {"podAntiAffinity": "hard", "replicas": 3},
-        "proxy": {"podAntiAffinity": "hard", "tcpKeepaliveIdle": 30, "tcpKeepaliveCount": 4,
+        "proxy": {"podAntiAffinity": "hard", "tcpKeepaliveIdle": 0, "tcpKeepaliveCount": 4,
                   "tcpKeepaliveInterval": 10, "service": {"type": "LoadBalancer"}},
         "image": {"repository": "registry.example/stolon-rs", "tag": "1.2.3",
                   "pullPolicy": "Always"},

@@ -23,26 +23,14 @@ const BUF_SIZE: usize = 16 * 1024;
 /// TCP keepalive settings applied to both sockets of a forwarded connection.
 #[derive(Debug, Clone, Copy)]
 pub struct Keepalive {
-    pub idle: Option<Duration>,
-    pub interval: Option<Duration>,
-    pub count: Option<u32>,
+    pub idle: Duration,
+    pub interval: Duration,
+    pub count: u32,
 }
 
 impl Keepalive {
     pub fn apply(&self, stream: &TcpStream) {
-        if self.idle.is_none() && self.interval.is_none() && self.count.is_none() {
-            return;
-        }
-        let mut ka = socket2::TcpKeepalive::new();
-        if let Some(idle) = self.idle {
-            ka = ka.with_time(idle);
-        }
-        if let Some(interval) = self.interval {
-            ka = ka.with_interval(interval);
-        }
-        if let Some(count) = self.count {
-            ka = ka.with_retries(count);
-        }
+        let ka = socket2::TcpKeepalive::new().with_time(self.idle).with_interval(self.interval).with_retries(self.count);
         if let Err(err) = socket2::SockRef::from(stream).set_tcp_keepalive(&ka) {
             tracing::warn!(error = %err, "cannot set TCP keepalive");
         }
@@ -65,7 +53,8 @@ pub struct Forward {
     pub client: TcpStream,
     pub backend: String,
     pub connect_timeout: Duration,
-    pub keepalive: Keepalive,
+    /// `None`: keepalive off (`--tcp-keepalive-idle 0`).
+    pub keepalive: Option<Keepalive>,
     pub cancel: CancellationToken,
     pub metrics: Arc<PortMetrics>,
 }
@@ -92,8 +81,10 @@ impl Forward {
         };
         let _ = server.set_nodelay(true);
         let _ = client.set_nodelay(true);
-        keepalive.apply(&client);
-        keepalive.apply(&server);
+        if let Some(keepalive) = keepalive {
+            keepalive.apply(&client);
+            keepalive.apply(&server);
+        }
         let mut client = Counted { inner: client, read: metrics.bytes_from_clients.clone() };
         let mut server = Counted { inner: server, read: metrics.bytes_from_backends.clone() };
         tokio::select! {

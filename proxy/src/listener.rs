@@ -57,7 +57,7 @@ pub struct RoState {
 #[derive(Clone)]
 pub struct ConnSettings {
     pub connect_timeout: Duration,
-    pub keepalive: Keepalive,
+    pub keepalive: Option<Keepalive>,
     pub tracker: TaskTracker,
 }
 

@@ -13,7 +13,8 @@ pub struct PortMetrics {
     pub total: AtomicU64,
     /// Connections refused because there was no backend (no master, fenced, no healthy standby).
     pub refused: AtomicU64,
-    /// Connections we closed because the master changed or the proxy fenced itself.
+    /// Connections we closed: on rw because the master changed or the proxy fenced itself, on ro
+    /// because their standby left the read-only set.
     pub closed_by_master_change: AtomicU64,
     pub backend_errors: AtomicU64,
     pub bytes_from_clients: Arc<AtomicU64>,
@@ -67,7 +68,7 @@ impl ProxyMetrics {
             ("stolon_proxy_active_connections", "gauge", "Forwarded connections open now.", |m| m.active.load(Ordering::Relaxed)),
             ("stolon_proxy_connections_total", "counter", "Client connections accepted.", |m| m.total.load(Ordering::Relaxed)),
             ("stolon_proxy_refused_connections_total", "counter", "Client connections closed at once for lack of a backend.", |m| m.refused.load(Ordering::Relaxed)),
-            ("stolon_proxy_closed_by_master_change_total", "counter", "Forwarded connections closed because the master changed or the proxy fenced itself.", |m| m.closed_by_master_change.load(Ordering::Relaxed)),
+            ("stolon_proxy_closed_by_master_change_total", "counter", "Forwarded connections closed by the proxy: the master changed or the proxy fenced itself (rw), their standby left the read-only set (ro).", |m| m.closed_by_master_change.load(Ordering::Relaxed)),
             ("stolon_proxy_backend_connect_errors_total", "counter", "Failed or timed out connections to a backend.", |m| m.backend_errors.load(Ordering::Relaxed)),
             ("stolon_proxy_client_bytes_total", "counter", "Bytes received from clients and forwarded to backends.", |m| m.bytes_from_clients.load(Ordering::Relaxed)),
             ("stolon_proxy_backend_bytes_total", "counter", "Bytes received from backends and forwarded to clients.", |m| m.bytes_from_backends.load(Ordering::Relaxed)),

@@ -242,6 +242,13 @@ async fn proxy_survives_garbage_half_open_and_many_idle_connections() {
     .await
     .unwrap();
     let rss_with = rss_kib(px.guard.pid());
+    // Keepalive is on by default on the client side of forwarded connections (the proxy's
+    // sockets with the proxy port as source), so a vanished client is noticed.
+    let ss = Command::new("ss").args(["-tnoH", "state", "established", "sport", "=", &format!(":{}", px.port)]).output().unwrap();
+    let ss = String::from_utf8_lossy(&ss.stdout);
+    let sockets = ss.lines().count();
+    let with_keepalive = ss.lines().filter(|l| l.contains("timer:(keepalive")).count();
+    assert!(sockets >= 400 && with_keepalive == sockets, "{with_keepalive} of {sockets} client sockets have keepalive:\n{ss}");
     // Two 16 KiB buffers per connection plus bookkeeping: far below 100 KiB each.
     let per_conn = (rss_with.saturating_sub(rss_before)) / 400;
     assert!(per_conn < 100, "RSS grew {per_conn} KiB per idle connection ({rss_before} -> {rss_with} KiB)");
