@@ -102,6 +102,15 @@ async fn metric(metrics_port: u16, name_and_labels: &str) -> f64 {
         .unwrap_or_else(|| panic!("{name_and_labels} not in metrics:\n{body}"))
 }
 
+/// The status line of `GET /health`.
+async fn health(metrics_port: u16) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", metrics_port)).await.unwrap();
+    s.write_all(b"GET /health HTTP/1.0\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.unwrap();
+    body.lines().next().unwrap_or_default().to_string()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn proxy_follows_the_master_and_closes_connections_on_change() {
     let dir = TestDir::new("pxfail");
@@ -142,9 +151,21 @@ async fn proxy_follows_the_master_and_closes_connections_on_change() {
     assert!(query_i64(&on_b, "SELECT 1::bigint").await.is_err());
     assert_eq!(server_port_via(px.port).await.unwrap(), i64::from(pa.port()));
 
+    // Metrics: the current master, bytes both ways, and a backend that refuses connections.
+    let master_label = format!("stolon_proxy_master{{address=\"127.0.0.1:{}\"}}", pa.port());
+    assert_eq!(metric(px.metrics_port, &master_label).await, 1.0);
+    assert!(metric(px.metrics_port, "stolon_proxy_client_bytes_total{port=\"rw\"}").await > 0.0);
+    assert!(metric(px.metrics_port, "stolon_proxy_backend_bytes_total{port=\"rw\"}").await > 0.0);
+    let errors_before = metric(px.metrics_port, "stolon_proxy_backend_connect_errors_total{port=\"rw\"}").await;
+    let dead_port = free_port();
+    publish(&st, &cluster((dead_port, pb.port()), Some("a"), 5, &["p1"])).await;
+    wait_applied(&st, "p1", 5).await;
+    assert!(server_port_via(px.port).await.is_err());
+    assert_eq!(metric(px.metrics_port, "stolon_proxy_backend_connect_errors_total{port=\"rw\"}").await, errors_before + 1.0);
+
     // A proxy not in enabledProxies forwards nothing.
     let p2 = start_proxy(&dir, &etcd.endpoints(), "p2", &[]);
-    wait_applied(&st, "p2", 4).await;
+    wait_applied(&st, "p2", 5).await;
     assert!(server_port_via(p2.port).await.is_err(), "p2 is not enabled");
 }
 
@@ -178,6 +199,7 @@ async fn proxy_fences_itself_when_etcd_is_gone_and_survives_short_blips() {
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", px.guard.log_tail(30)));
     assert!(query_i64(&kept, "SELECT 1::bigint").await.is_err(), "connection must be closed when fenced");
+    assert!(health(px.metrics_port).await.contains(" 503 "), "fenced proxy must report unhealthy");
 
     // etcd back: listening again and forwarding.
     etcd.cont();
@@ -185,6 +207,7 @@ async fn proxy_fences_itself_when_etcd_is_gone_and_survives_short_blips() {
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", px.guard.log_tail(30)));
     assert_eq!(port, i64::from(pa.port()));
+    assert!(health(px.metrics_port).await.contains(" 200 "), "proxy back in service must report healthy");
 }
 
 #[tokio::test(flavor = "multi_thread")]
