@@ -52,6 +52,11 @@ pub struct Snapshot {
 #[derive(Debug)]
 pub struct Shared {
     inner: Mutex<Snapshot>,
+    /// Asks the observer to look at postgres now: the pass loop changed something (promoted,
+    /// restarted, converged a new generation) that the sentinel is waiting to see.
+    pub observe_now: tokio::sync::Notify,
+    /// Asks the publisher to publish now: the observer has such a change to report.
+    pub publish_now: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -71,6 +76,8 @@ impl Shared {
                 last_sync_success: None,
                 sync_failures: 0,
             }),
+            observe_now: tokio::sync::Notify::new(),
+            publish_now: tokio::sync::Notify::new(),
         })
     }
 

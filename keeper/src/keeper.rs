@@ -3,7 +3,9 @@
 //! - The *pass* loop (`Keeper::run`), every sleepInterval: read clusterdata, observe, plan,
 //!   execute. A step may take long (pg_basebackup), so this loop does not publish.
 //! - The *observer* loop (`observe_loop`), every sleepInterval: look at postgres (one status
-//!   check, bounded by requestTimeout) and store what it saw, and when, in `Shared`.
+//!   check, bounded by requestTimeout) and store what it saw, and when, in `Shared`. When a pass
+//!   changed something (new plan, newly converged generation) it looks at once and has the
+//!   publisher publish at once, so a promotion is reported without waiting for both cadences.
 //! - The *publish* loop (`publish_loop`), on a fixed sleepInterval cadence: publish a KeeperInfo
 //!   with a fresh infoUID from the latest observation. The sentinel judges a keeper alive by infos
 //!   that keep changing, so this loop never waits on postgres: a slow postgres must not look
@@ -138,6 +140,12 @@ impl Keeper {
         }
         let result = self.exec.run(&steps, &target, new_plan).await;
         let mut s = self.shared.lock();
+        // A new plan (a promote, a restart, a follow) or a newly converged generation is what the
+        // sentinel waits for to go on with a failover: report it now, not up to two
+        // sleepIntervals later on the observer's and the publisher's own cadences.
+        if new_plan || s.recorded != self.exec.recorded {
+            self.shared.observe_now.notify_one();
+        }
         s.timing = target.timing;
         s.elected_master = target.elected_master;
         s.cluster_uid = Some(cd.cluster.uid.clone());
@@ -185,6 +193,7 @@ impl Keeper {
 /// Looks at postgres every sleepInterval and stores the result with its time, forever. A check
 /// that hangs ends at requestTimeout (`observe::pg_status`) as "postgres did not answer".
 pub async fn observe_loop(cfg: Arc<KeeperConfig>, shared: Arc<Shared>) {
+    let mut nudged = false;
     loop {
         let timing = shared.lock().timing;
         let status = observe::pg_status(&cfg, timing.request_timeout).await;
@@ -195,7 +204,13 @@ pub async fn observe_loop(cfg: Arc<KeeperConfig>, shared: Arc<Shared>) {
             s.pg_history = history;
             s.pg_observed_at = Some(Instant::now());
         }
-        tokio::time::sleep(timing.sleep_interval).await;
+        if nudged {
+            shared.publish_now.notify_one();
+        }
+        nudged = tokio::select! {
+            _ = tokio::time::sleep(timing.sleep_interval) => false,
+            _ = shared.observe_now.notified() => true,
+        };
     }
 }
 
@@ -259,7 +274,11 @@ pub async fn publish_loop(cfg: Arc<KeeperConfig>, store: Store, shared: Arc<Shar
         // A fixed cadence: time spent publishing shortens the wait instead of adding to it, and
         // a publication that overran starts the next one at once rather than a burst of them.
         next = (next + timing.sleep_interval).max(tokio::time::Instant::now());
-        tokio::time::sleep_until(next).await;
+        tokio::select! {
+            _ = tokio::time::sleep_until(next) => {}
+            // A change to report: publish it now, and go on with the cadence from here.
+            _ = shared.publish_now.notified() => next = tokio::time::Instant::now(),
+        }
     }
 }
 
