@@ -192,3 +192,54 @@ async fn corrupt_clusterdata_and_a_frozen_etcd_change_nothing() {
     assert_eq!(c.wait_master(FAILOVER, None).await, m, "no failover after an etcd outage");
     wait_ids(&c, s, &(0..30).collect::<Vec<_>>(), FAILOVER).await;
 }
+
+/// A master under full load (pgbench read-write, 8 clients, both cores busy) for several
+/// failIntervals is not failed over: the keeper keeps publishing its info on its own cadence
+/// however slow postgres answers, and the sentinel sees it alive. Every pgbench transaction
+/// succeeds and the elected master db never changes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_master_under_full_load_is_not_failed_over() {
+    let opts = ClusterOptions { keepers: 2, sentinels: 1, proxies: 0, spec: json!({"initMode": "new"}) };
+    let c = TestCluster::start("load", opts).await;
+    let m = c.wait_master(BOOT, None).await;
+    c.wait_streaming(m, 1, BOOT).await;
+    let master_db = |c: &TestCluster| c.status().and_then(|s| s["cluster"]["master_db_uid"].as_str().map(str::to_string));
+    let before = master_db(&c).expect("a master db");
+    let port = c.keepers[m].pg_port.to_string();
+    let pgbench = move |args: &[&str]| {
+        std::process::Command::new(stolon_tests::postgres::pg_bin("pgbench"))
+            .args(["-h", "127.0.0.1", "-p", &port, "-U", "postgres"])
+            .args(args)
+            .arg("postgres")
+            .env("PGPASSWORD", stolon_tests::cluster::SU_PASSWORD)
+            .output()
+            .expect("run pgbench")
+    };
+    let init = pgbench(&["-i", "-s", "5", "-q"]);
+    assert!(init.status.success(), "pgbench -i: {}", String::from_utf8_lossy(&init.stderr));
+    // 20 s is five failIntervals of the default spec.
+    let run = tokio::task::spawn_blocking(move || pgbench(&["-c", "8", "-j", "2", "-T", "20"]));
+    let mut seen = std::collections::BTreeSet::new();
+    while !run.is_finished() {
+        if let Some(db) = master_db(&c) {
+            seen.insert(db);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let out = run.await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "pgbench under load failed: {}\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr), c.logs_tail(25));
+    let txns: u64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("number of transactions actually processed: "))
+        .and_then(|v| v.split('/').next())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(txns > 1000, "the load ran: {txns} transactions\n{stdout}");
+    assert!(!stdout.contains("number of failed transactions: ") || stdout.contains("number of failed transactions: 0 "), "{stdout}");
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec![before.clone()], "the master db changed under load\n{}", c.logs_tail(25));
+    // And not a moment after the load either.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(master_db(&c).as_deref(), Some(before.as_str()));
+    assert_eq!(c.wait_master(FAILOVER, None).await, m);
+}
