@@ -92,11 +92,18 @@ async fn server_port_via(port: u16) -> Result<i64, String> {
     query_i64(&client, "SELECT inet_server_port()::bigint").await.map_err(|e| e.to_string())
 }
 
-async fn metric(metrics_port: u16, name_and_labels: &str) -> f64 {
+/// The whole HTTP/1.0 response (status line, headers, body) to `GET path` on the proxy's
+/// metrics port.
+async fn http_get(metrics_port: u16, path: &str) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", metrics_port)).await.unwrap();
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").await.unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).await.unwrap();
+    response
+}
+
+async fn metric(metrics_port: u16, name_and_labels: &str) -> f64 {
+    let body = http_get(metrics_port, "/metrics").await;
     body.lines()
         .find_map(|l| l.strip_prefix(name_and_labels).and_then(|v| v.trim().parse().ok()))
         .unwrap_or_else(|| panic!("{name_and_labels} not in metrics:\n{body}"))
@@ -104,11 +111,7 @@ async fn metric(metrics_port: u16, name_and_labels: &str) -> f64 {
 
 /// The status line of `GET /health`.
 async fn health(metrics_port: u16) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", metrics_port)).await.unwrap();
-    s.write_all(b"GET /health HTTP/1.0\r\nHost: x\r\n\r\n").await.unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).await.unwrap();
-    body.lines().next().unwrap_or_default().to_string()
+    http_get(metrics_port, "/health").await.lines().next().unwrap_or_default().to_string()
 }
 
 #[tokio::test(flavor = "multi_thread")]
