@@ -230,8 +230,9 @@ defaults! {
     convergence_timeout: Duration = Duration::from_secs(30);
     /// How long the first db may take to initialize. Same as Stolon.
     init_timeout: Duration = Duration::from_secs(300);
-    /// How long a standby may take to sync from a new master (basebackup). Same as Stolon.
-    sync_timeout: Duration = Duration::from_secs(1800);
+    /// How long a standby may take to sync from a new master (pg_basebackup, pg_rewind); a copy
+    /// outlasting it is killed and started over. 0 means no limit. Same as Stolon (0).
+    sync_timeout: Duration = Duration::ZERO;
     /// How long to wait for postgres to become ready after start. Same as Stolon.
     db_wait_ready_timeout: Duration = Duration::from_secs(60);
     /// A keeper not seen for this long is removed from clusterdata. Same as Stolon.

@@ -18,6 +18,9 @@ fn minimal_spec_is_valid_and_defaults_apply() {
     assert_eq!(spec.fail_interval(), Duration::from_secs(4));
     assert_eq!(spec.max_standby_lag(), 1024 * 1024);
     assert!(spec.use_pgrewind());
+    // Stolon's default: no limit on a standby's sync (a large basebackup must not be killed and
+    // restarted forever).
+    assert_eq!(spec.sync_timeout(), Duration::ZERO);
     let full = spec.with_defaults();
     assert_eq!(full.proxy_timeout, Some(Duration::from_secs(4)));
     assert_eq!(full.role, Some(ClusterRole::Master));

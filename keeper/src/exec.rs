@@ -137,7 +137,7 @@ impl Executor {
                 tracing::info!(source = %src.describe, "copying the data dir with pg_basebackup");
                 self.write_pgpass(step)?;
                 let args: Vec<OsString> = vec!["-D".into(), cfg.pgdata.clone().into(), "-d".into(), basebackup_conninfo(&src.repl_conninfo).into(), "-X".into(), "stream".into(), "-c".into(), "fast".into(), "--no-password".into()];
-                self.tool(step, Tool::BaseBackup, "pg_basebackup", &args, t.timing.sync_timeout).await
+                self.tool(step, Tool::BaseBackup, "pg_basebackup", &args, sync_kill_timeout(t.timing.sync_timeout)).await
             }
             Step::Rewind => {
                 let src = t.source.as_ref().and_then(|s| s.su_conninfo.as_ref().map(|c| (s, c))).ok_or_else(|| no_source(step))?;
@@ -155,7 +155,7 @@ impl Executor {
                 tracing::info!(source = %src.0.describe, "rewinding the data dir with pg_rewind");
                 self.write_pgpass(step)?;
                 let args: Vec<OsString> = vec![format!("--target-pgdata={}", cfg.pgdata.display()).into(), format!("--source-server={}", src.1).into()];
-                self.tool(step, Tool::Rewind, "pg_rewind", &args, t.timing.sync_timeout).await?;
+                self.tool(step, Tool::Rewind, "pg_rewind", &args, sync_kill_timeout(t.timing.sync_timeout)).await?;
                 // pg_rewind copied the source's own configuration; ours is rewritten next.
                 Ok(())
             }
@@ -350,6 +350,18 @@ fn basebackup_conninfo(repl_conninfo: &str) -> String {
     format!("{repl_conninfo} application_name='stolon-basebackup'")
 }
 
+/// The kill timeout of pg_basebackup and pg_rewind: `syncTimeout`, where 0 (the default, as in
+/// Stolon) means no limit. A copy of a large data dir may take hours; killing it only makes the
+/// keeper wipe and start over forever. `Duration::MAX` makes `tokio::time::timeout` set no
+/// deadline at all (its deadline is not representable).
+fn sync_kill_timeout(sync_timeout: Duration) -> Duration {
+    if sync_timeout.is_zero() {
+        Duration::MAX
+    } else {
+        sync_timeout
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,6 +382,18 @@ mod tests {
         for (major, wanted, want) in rows {
             assert_eq!(data_checksums_arg(wanted, major), want, "PostgreSQL {major}, dataChecksums {wanted:?}");
         }
+    }
+
+    /// A basebackup or rewind under `syncTimeout` 0 (the default: no limit, as Stolon) must run to
+    /// completion; under a positive syncTimeout it is killed once it outlasts it.
+    #[tokio::test]
+    async fn sync_timeout_zero_never_kills_the_copy() {
+        let sleep = Path::new("/bin/sleep");
+        let args = [OsStr::new("0.3")];
+        let unlimited = run_tool("basebackup", Tool::BaseBackup, sleep, &args, &[], sync_kill_timeout(Duration::ZERO)).await;
+        assert!(unlimited.is_ok(), "syncTimeout 0 killed the tool: {unlimited:?}");
+        let limited = run_tool("basebackup", Tool::BaseBackup, sleep, &args, &[], sync_kill_timeout(Duration::from_millis(50))).await;
+        assert!(matches!(limited, Err(StepError::ToolTimeout { .. })), "{limited:?}");
     }
 
     #[test]

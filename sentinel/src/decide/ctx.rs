@@ -107,14 +107,18 @@ impl<'a> Ctx<'a> {
 
     /// The db's keeper has not converged it to its current generation within its timeout:
     /// `syncTimeout` while it is being copied from scratch (initMode `resync`: a basebackup may
-    /// take long), `convergenceTimeout` otherwise. Never during the grace window, and the clock
-    /// starts when this term first saw the db at that generation (fresh evidence only).
+    /// take long; 0, the default, means no limit, as in Stolon), `convergenceTimeout` otherwise.
+    /// Never during the grace window, and the clock starts when this term first saw the db at
+    /// that generation (fresh evidence only).
     pub fn convergence_overdue(&self, db: &Db) -> bool {
         if self.in_grace() || db.status.current_generation == Some(db.generation) {
             return false;
         }
         let Some(since) = self.obs.memory.db_generation_since(&db.uid, db.generation) else { return false };
         let timeout = if db.spec.init_mode == DbInitMode::Resync { self.spec().sync_timeout() } else { self.spec().convergence_timeout() };
+        if timeout.is_zero() {
+            return false;
+        }
         self.obs.now.saturating_sub(since) > timeout
     }
 

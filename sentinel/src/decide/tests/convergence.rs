@@ -65,6 +65,22 @@ fn dbs_that_do_not_converge_in_time() {
             failover: None,
         },
         Case {
+            name: "syncTimeout 0 (the default) is no limit: a resync running for hours is kept",
+            spec: r#"{"convergenceTimeout":"20s"}"#,
+            setup: |w| unconverge(w, "k2", DbInitMode::Resync),
+            wait: 4 * 3600,
+            k2_replaced: false,
+            failover: None,
+        },
+        Case {
+            name: "an explicit syncTimeout \"0s\" is no limit either (a spec migrated from Stolon)",
+            spec: r#"{"convergenceTimeout":"20s","syncTimeout":"0s"}"#,
+            setup: |w| unconverge(w, "k2", DbInitMode::Resync),
+            wait: 120,
+            k2_replaced: false,
+            failover: None,
+        },
+        Case {
             name: "a dead keeper's unconverged db is left alone",
             spec: r#"{"convergenceTimeout":"20s"}"#,
             setup: |w| {
