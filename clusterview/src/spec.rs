@@ -249,7 +249,8 @@ defaults! {
     max_standby_lag: u64 = 1024 * 1024;
     /// Synchronous replication. Same as Stolon.
     synchronous_replication: bool = false;
-    /// Same as Stolon.
+    /// Fewer synchronous standbys than this: the master's commits wait (a fake standby pads
+    /// synchronous_standby_names). 0: the master may commit alone. Same as Stolon.
     min_synchronous_standbys: u16 = 1;
     /// Same as Stolon.
     max_synchronous_standbys: u16 = 1;
@@ -347,8 +348,10 @@ impl ClusterSpec {
         if self.max_standbys_per_sender() < 1 {
             return Err(invalid("maxStandbysPerSender", "must be at least 1"));
         }
-        if self.min_synchronous_standbys() < 1 {
-            return Err(invalid("minSynchronousStandbys", "must be at least 1"));
+        // minSynchronousStandbys 0 is valid (Stolon #841): a master without a synchronous standby
+        // may then commit alone. maxSynchronousStandbys must still allow one.
+        if self.max_synchronous_standbys() < 1 {
+            return Err(invalid("maxSynchronousStandbys", "must be at least 1"));
         }
         if self.max_synchronous_standbys() < self.min_synchronous_standbys() {
             return Err(invalid(

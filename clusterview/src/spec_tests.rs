@@ -88,7 +88,6 @@ fn bad_specs_are_rejected_naming_the_field() {
         (r#"{"initMode":"new","failInterval":"1s"}"#, "failInterval"),
         (r#"{"initMode":"new","maxStandbys":0}"#, "maxStandbys"),
         (r#"{"initMode":"new","maxStandbysPerSender":0}"#, "maxStandbysPerSender"),
-        (r#"{"initMode":"new","minSynchronousStandbys":0}"#, "minSynchronousStandbys"),
         (r#"{"initMode":"new","minSynchronousStandbys":3,"maxSynchronousStandbys":2}"#, "maxSynchronousStandbys"),
         (r#"{"initMode":"new","maxSynchronousStandbys":0}"#, "maxSynchronousStandbys"),
         (r#"{}"#, "initMode"),
@@ -128,6 +127,8 @@ fn valid_variants_pass() {
             "standbyConfig":{"standbySettings":{"primaryConninfo":"host=10.0.0.1"}}}"#,
         r#"{"initMode":"new","syncTimeout":"0s"}"#,
         r#"{"initMode":"new","minSynchronousStandbys":2,"maxSynchronousStandbys":2}"#,
+        // Stolon #841: 0 lets a master without any synchronous standby commit alone.
+        r#"{"initMode":"new","synchronousReplication":true,"minSynchronousStandbys":0}"#,
     ] {
         ClusterSpec::parse_valid(json).unwrap_or_else(|e| panic!("{json}: {e}"));
     }

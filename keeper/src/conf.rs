@@ -20,8 +20,9 @@ use std::fmt::Write as _;
 
 pub const STOLON_CONF_FILE: &str = "postgresql-stolon.conf";
 pub const INCLUDE_DIRECTIVE: &str = "include 'postgresql-stolon.conf'";
-/// Listed in synchronous_standby_names when synchronous replication is on but no standby is
-/// synchronous yet: commits wait instead of being acknowledged without a copy (as Stolon does).
+/// Listed in synchronous_standby_names when synchronous replication is on but fewer than
+/// `minSynchronousStandbys` standbys are: commits wait instead of being acknowledged with fewer
+/// copies than configured (as Stolon does).
 pub const FAKE_STANDBY: &str = "stolonfakestandby";
 
 /// Settings the keeper always sets itself; a `pgParameters` entry for one of them is ignored.
@@ -205,16 +206,22 @@ pub fn with_include_last(postgresql_conf: &str) -> String {
 
 /// The value of synchronous_standby_names for a master: empty without synchronous replication;
 /// else every listed standby must confirm (`N (a, b)` with N = their number), so any of them
-/// can be elected without losing an acknowledged commit (DESIGN §2.3).
-pub fn synchronous_standby_names(enabled: bool, standby_db_uids: &[String]) -> String {
+/// can be elected without losing an acknowledged commit (DESIGN §2.3). With fewer than
+/// `min_standbys` (`minSynchronousStandbys`) listed, the fake standby is added: it never connects,
+/// so commits wait until the sentinel lists enough real standbys (as Stolon does). With
+/// `min_standbys` 0 and no standby listed the value is empty: the master commits alone.
+pub fn synchronous_standby_names(enabled: bool, standby_db_uids: &[String], min_standbys: u16) -> String {
     if !enabled {
         return String::new();
     }
     let mut names: Vec<String> = standby_db_uids.iter().map(|u| format!("stolon_{u}")).collect();
     names.sort();
     names.dedup();
-    if names.is_empty() {
+    if names.len() < usize::from(min_standbys) {
         names.push(FAKE_STANDBY.to_string());
+    }
+    if names.is_empty() {
+        return String::new();
     }
     let quoted: Vec<String> = names
         .iter()

@@ -34,7 +34,7 @@ fn golden_master_with_parameters() {
         ("wal_keep_size", "16MB"),
         ("evil", "x'\ninclude '/etc/passwd"),
     ]);
-    let ssn = synchronous_standby_names(true, &["b2".to_string(), "a1".to_string()]);
+    let ssn = synchronous_standby_names(true, &["b2".to_string(), "a1".to_string()], 1);
     assert_golden("master.conf", &render(&input(&p, "", "", &ssn)));
 }
 
@@ -139,10 +139,14 @@ fn include_goes_last_once() {
 
 #[test]
 fn synchronous_standby_names_values() {
-    assert_eq!(synchronous_standby_names(false, &["a".into()]), "");
-    assert_eq!(synchronous_standby_names(true, &[]), "1 (stolonfakestandby)");
-    assert_eq!(synchronous_standby_names(true, &["b".into(), "a".into(), "a".into()]), "2 (stolon_a, stolon_b)");
-    assert_eq!(synchronous_standby_names(true, &["X-1".into()]), "1 (\"stolon_X-1\")");
+    assert_eq!(synchronous_standby_names(false, &["a".into()], 1), "");
+    assert_eq!(synchronous_standby_names(true, &[], 1), "1 (stolonfakestandby)");
+    assert_eq!(synchronous_standby_names(true, &[], 0), "", "minSynchronousStandbys 0: commit alone");
+    assert_eq!(synchronous_standby_names(true, &["a".into()], 0), "1 (stolon_a)");
+    assert_eq!(synchronous_standby_names(true, &["a".into()], 2), "2 (stolon_a, stolonfakestandby)");
+    assert_eq!(synchronous_standby_names(true, &["b".into(), "a".into(), "a".into()], 1), "2 (stolon_a, stolon_b)");
+    assert_eq!(synchronous_standby_names(true, &["b".into(), "a".into(), "a".into()], 2), "2 (stolon_a, stolon_b)");
+    assert_eq!(synchronous_standby_names(true, &["X-1".into()], 1), "1 (\"stolon_X-1\")");
 }
 
 #[test]
@@ -155,7 +159,7 @@ fn parsing_synchronous_standby_names() {
     assert_eq!(parse_synchronous_standby_names("1 (stolonfakestandby)"), Vec::<String>::new());
     assert_eq!(parse_synchronous_standby_names("*"), Vec::<String>::new());
     // Round trip.
-    let v = synchronous_standby_names(true, &["d1".into(), "d2".into()]);
+    let v = synchronous_standby_names(true, &["d1".into(), "d2".into()], 1);
     assert_eq!(parse_synchronous_standby_names(&v), vec!["d1", "d2"]);
 }
 

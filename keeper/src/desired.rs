@@ -151,7 +151,7 @@ pub fn target(cd: &ClusterData, cfg: &KeeperConfig, recorded: Option<&DbState>) 
 
     let is_master = db.is_some_and(|db| db.spec.role == DbRole::Master);
     let ssn = match db {
-        Some(db) if is_master => conf::synchronous_standby_names(db.spec.synchronous_replication, &db.spec.synchronous_standbys),
+        Some(db) if is_master => conf::synchronous_standby_names(db.spec.synchronous_replication, &db.spec.synchronous_standbys, spec.min_synchronous_standbys()),
         _ => String::new(),
     };
     let additional = spec.additional_master_replication_slots();

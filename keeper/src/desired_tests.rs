@@ -66,6 +66,28 @@ pub(crate) fn cluster(spec: &str) -> ClusterData {
     cd
 }
 
+/// `minSynchronousStandbys` is enforced in the master's synchronous_standby_names: with fewer
+/// listed standbys a fake one pads the list (every listed name must confirm, and the fake never
+/// does, so commits wait until enough real standbys are listed); with 0 the master may commit
+/// alone when it has no synchronous standby.
+#[test]
+fn master_sync_names_honour_min_synchronous_standbys() {
+    let rows: [(&str, &[&str], &str); 5] = [
+        (r#"{"initMode":"new"}"#, &["db2"], "1 (stolon_db2)"),
+        (r#"{"initMode":"new","minSynchronousStandbys":2,"maxSynchronousStandbys":2}"#, &["db2"], "2 (stolon_db2, stolonfakestandby)"),
+        (r#"{"initMode":"new","minSynchronousStandbys":2,"maxSynchronousStandbys":2}"#, &["db2", "db3"], "2 (stolon_db2, stolon_db3)"),
+        (r#"{"initMode":"new"}"#, &[], "1 (stolonfakestandby)"),
+        (r#"{"initMode":"new","minSynchronousStandbys":0}"#, &[], ""),
+    ];
+    for (spec, set, want) in rows {
+        let mut cd = cluster(spec);
+        cd.dbs.get_mut("db1").unwrap().spec.synchronous_standbys = set.iter().map(|s| s.to_string()).collect();
+        let t = target(&cd, &config("k1"), None);
+        let line = format!("synchronous_standby_names = '{want}'");
+        assert!(t.stolon_conf.contains(&line), "{spec} {set:?}: want {line}\n{}", t.stolon_conf);
+    }
+}
+
 #[test]
 fn master_keeps_follower_slots_and_sync_names() {
     let cd = cluster(r#"{"initMode":"new","additionalMasterReplicationSlots":["backup"]}"#);
