@@ -107,6 +107,9 @@ fn log(event: &Event) {
         Event::Repointed { db, from, to } => info!(db, from = from.as_deref(), to, "standby re-pointed"),
         Event::InitModeCleared { db } => debug!(db, "db initialized; initMode set to none"),
         Event::SyncStandbysChanged { master, from, to } => info!(master, ?from, ?to, "synchronous standbys changed"),
+        Event::WaitingForSyncStandbys { master, in_sync, listed } => {
+            info!(master, ?in_sync, ?listed, "waiting for the master to report every listed synchronous standby in sync")
+        }
         Event::ProxiesFenced { generation } => {
             warn!(proxy_generation = generation, "proxies fenced: no master published until they acknowledge")
         }

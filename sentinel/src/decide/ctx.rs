@@ -122,6 +122,22 @@ impl<'a> Ctx<'a> {
         self.obs.now.saturating_sub(since) > timeout
     }
 
+    /// A synchronous standby has failed: its keeper is force-failed, or no fresh info reported
+    /// its db healthy and streaming for `failInterval` (never during the grace window). One bad
+    /// report (a slow status query, a keeper restart) is not enough: every change of the set
+    /// costs a round of waiting for the master to report the new member in sync.
+    pub fn sync_standby_failed(&self, cd: &ClusterData, db: &Db) -> bool {
+        let keeper = db.spec.keeper_uid.as_str();
+        if self.force_failed(cd, keeper) {
+            return true;
+        }
+        if self.in_grace() {
+            return false;
+        }
+        let last = self.obs.memory.db_last_streaming(keeper, &db.uid);
+        self.obs.now.saturating_sub(last) > self.fail_interval()
+    }
+
     /// Why the master db counts as failed, if it does. Never during the grace window.
     pub fn master_failure(&self, cd: &ClusterData, master: &Db) -> Option<FailReason> {
         if self.in_grace() {

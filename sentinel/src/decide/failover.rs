@@ -5,20 +5,23 @@
 //! grace window of a new term. The new master is the best *eligible* standby following it:
 //! keeper usable and `canBeMaster != false`, data dir present, db healthy, on the master's last
 //! known timeline, at most `maxStandbyLag` bytes behind the master's last known WAL position;
-//! highest WAL position wins, ties go to the lowest keeper uid. When the old master ran with
-//! synchronous replication, only a db in its synchronous set qualifies: listed in its
-//! `spec.synchronousStandbys` *and* reported by it in `status.synchronousStandbys`, since a db
-//! only just added to the spec may not have been waited for yet (DESIGN §2.3). With no eligible
-//! standby nothing changes: a bad election is worse than a failed master.
+//! highest WAL position (received or replayed) wins, ties go to the lowest keeper uid. When the
+//! old master ran with synchronous replication, only a db in its synchronous set qualifies:
+//! listed in its `spec.synchronousStandbys` *and* known in sync in its
+//! `status.synchronousStandbys`, since a db only just added to the spec may not have been waited
+//! for yet (DESIGN §2.3); `maxStandbyLag` is then ignored (a synchronous standby has received
+//! every acknowledged commit, whatever its replay lag). With no eligible standby nothing
+//! changes: a bad election is worse than a failed master.
 //!
 //! Electing: the cluster master moves to the new db (role master, no followConfig), its
-//! synchronous set is inherited from the old master (minus itself), and the old master's db is
+//! synchronous set is the old master's with the new master replaced by the old one
+//! (`sync::inherited_set`, as Stolon), and the old master's db is
 //! removed: its keeper gets a *new* standby db with initMode `resync` from `standbys` (a new uid,
 //! because a keeper applies an initMode once per db uid). Re-pointing the other standbys and
 //! fencing the proxies follow from the `standbys` and `proxy` rules of the same decision.
 
 use super::ctx::Ctx;
-use super::Event;
+use super::{sync, Event};
 use clusterview::data::{ClusterData, ClusterPhase, Db, DbInitMode, DbRole};
 
 pub(super) fn step(cd: &mut ClusterData, ctx: &mut Ctx<'_>) {
@@ -41,7 +44,7 @@ pub(super) fn step(cd: &mut ClusterData, ctx: &mut Ctx<'_>) {
     new.spec.role = DbRole::Master;
     new.spec.follow_config = None;
     new.spec.init_mode = DbInitMode::None;
-    new.spec.synchronous_standbys = old.spec.synchronous_standbys.iter().filter(|u| **u != new_master).cloned().collect();
+    new.spec.synchronous_standbys = sync::inherited_set(&old.spec.synchronous_standbys, &old_master, &new_master);
     new.spec.synchronous_replication = old.spec.synchronous_replication;
     let new_keeper = new.spec.keeper_uid.clone();
     cd.cluster.status.master = Some(new_master.clone());
@@ -75,14 +78,15 @@ pub(super) fn eligible(cd: &ClusterData, ctx: &Ctx<'_>, master: &Db, db: &Db) ->
     if db.status.timeline_id != master.status.timeline_id {
         return false;
     }
-    if master.status.xlog_pos.saturating_sub(db.status.xlog_pos) > ctx.spec().max_standby_lag() {
-        return false;
-    }
     if master.spec.synchronous_replication {
+        // Listed and known in sync (see `sync`): it confirmed every commit the master
+        // acknowledged. Its position is not compared with the master's: it has *received*
+        // everything acknowledged even when its replay lags (a promotion replays it), and a
+        // lag limit could only leave the cluster without a master (as Stolon).
         let in_spec = master.spec.synchronous_standbys.contains(&db.uid);
         let in_status = master.status.synchronous_standbys.contains(&db.uid);
         return in_spec && in_status;
     }
-    true
+    master.status.xlog_pos.saturating_sub(db.status.xlog_pos) <= ctx.spec().max_standby_lag()
 }
 

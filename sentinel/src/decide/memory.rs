@@ -40,6 +40,9 @@ pub struct KeeperSeen {
     pub changed_at: Duration,
     /// The db uid a fresh info last reported healthy, and when.
     pub healthy: Option<(String, Duration)>,
+    /// The db uid a fresh info last reported healthy *and* streaming from its master, and when:
+    /// a synchronous standby leaves the set only after `failInterval` without such a report.
+    pub streaming: Option<(String, Duration)>,
 }
 
 /// One proxy as last seen.
@@ -94,6 +97,15 @@ impl Memory {
         }
     }
 
+    /// When the keeper last reported `db_uid` healthy and streaming; the start of the term when
+    /// not seen since.
+    pub fn db_last_streaming(&self, keeper_uid: &str, db_uid: &str) -> Duration {
+        match self.keepers.get(keeper_uid).and_then(|k| k.streaming.as_ref()) {
+            Some((uid, at)) if uid == db_uid => *at,
+            _ => self.leader_since,
+        }
+    }
+
     /// True while the proxy's info changed within its own advertised `proxyTimeout`.
     pub fn proxy_active(&self, uid: &str, now: Duration) -> Option<bool> {
         self.proxies.get(uid).map(|p| now.saturating_sub(p.changed_at) <= p.timeout)
@@ -130,12 +142,20 @@ pub fn observe(
         let fresh = previous.is_none_or(|p| p.info_uid != info.info_uid);
         let mut seen = match previous {
             Some(p) if !fresh => p.clone(),
-            _ => KeeperSeen { info_uid: info.info_uid.clone(), changed_at: now, healthy: previous.and_then(|p| p.healthy.clone()) },
+            _ => KeeperSeen {
+                info_uid: info.info_uid.clone(),
+                changed_at: now,
+                healthy: previous.and_then(|p| p.healthy.clone()),
+                streaming: previous.and_then(|p| p.streaming.clone()),
+            },
         };
         if fresh && !info.data_dir_missing {
             if let Some(state) = info.postgres_state.as_ref().filter(|s| s.healthy) {
                 if let Some(db_uid) = &state.db_uid {
                     seen.healthy = Some((db_uid.clone(), now));
+                    if state.streaming {
+                        seen.streaming = Some((db_uid.clone(), now));
+                    }
                 }
             }
         }

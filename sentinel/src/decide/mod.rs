@@ -100,6 +100,8 @@ pub enum Event {
     Repointed { db: String, from: Option<String>, to: String },
     InitModeCleared { db: String },
     SyncStandbysChanged { master: String, from: Vec<String>, to: Vec<String> },
+    /// The synchronous set waits for the master to report every listed standby in sync.
+    WaitingForSyncStandbys { master: String, in_sync: Vec<String>, listed: Vec<String> },
     ProxiesFenced { generation: u64 },
     MasterPublished { db: String, enabled_proxies: Vec<String> },
     WaitingForProxies { db: String, generation: u64, pending: Vec<String> },

@@ -2,14 +2,14 @@
 //! the infos: keeper health and capabilities, db address, health and WAL position.
 //!
 //! A db's postgres facts (health, converged generation, system id, timeline, WAL position, sync
-//! standbys) are copied only when the keeper reports them for *that* db uid: a keeper assigned a
+//! standbys in sync, folded in by `sync::known_in_sync`) are copied only when the keeper reports them for *that* db uid: a keeper assigned a
 //! new db still reports its old data directory until it has resynced, and those facts must not
 //! make the new db look electable. Address and port are the keeper's and are always copied.
 //! When a keeper's info is missing, the last known facts stay (the master's last known timeline
 //! and WAL position are what the election compares against) and only `healthy` drops.
 
 use super::ctx::Ctx;
-use super::Event;
+use super::{sync, Event};
 use clusterview::data::{ClusterData, Keeper, KeeperStatus};
 
 /// Applies the infos to `cd`'s keepers and dbs.
@@ -83,7 +83,12 @@ fn refresh_dbs(cd: &mut ClusterData, ctx: &mut Ctx<'_>) {
         status.timeline_id = state.timeline_id;
         status.xlog_pos = state.xlog_pos;
         status.timelines_history = state.timelines_history.clone();
-        status.synchronous_standbys = state.synchronous_standbys.iter().map(|s| db_uid_of_standby_name(s)).collect();
+        // In sync = what the master reports, kept while listed (see `sync`): a report that
+        // misses a standby (its walsender reconnecting) does not make it less safe to elect.
+        let reported: Vec<String> = state.synchronous_standbys.iter().map(|s| db_uid_of_standby_name(s)).collect();
+        let applied = state.generation == Some(db.generation);
+        status.synchronous_standbys =
+            sync::known_in_sync(&db.spec.synchronous_standbys, &status.synchronous_standbys, &reported, applied);
     }
 }
 

@@ -154,7 +154,7 @@ impl World {
 
     /// A settled normal cluster: master db `db-<master>`, standbys `db-<s>` following it, all
     /// healthy at timeline 1 and WAL position 1000; proxy `p1` enabled and acknowledged at
-    /// generation 3. The clock is past the grace window.
+    /// generation 3. Standbys report streaming. The clock is past the grace window.
     pub fn normal(spec: ClusterSpec, master: &str, standbys: &[&str]) -> World {
         let mut cd = ClusterData::new_initializing(spec, wall());
         cd.cluster.status = ClusterStatus { phase: ClusterPhase::Normal, master: Some(db_of(master)) };
@@ -164,7 +164,7 @@ impl World {
         let mut master_db = db_from(&db_of(master), &m, DbRole::Master, None, 2);
         for s in standbys {
             let mut info = keeper_info(s);
-            info.postgres_state = Some(pg_state(&db_of(s), 2));
+            info.postgres_state = Some(PostgresState { streaming: true, ..pg_state(&db_of(s), 2) });
             cd.dbs.insert(db_of(s), db_from(&db_of(s), &info, DbRole::Standby, Some(&db_of(master)), 2));
             cd.keepers.insert(s.to_string(), keeper_entry(&info));
             master_db.spec.followers.push(db_of(s));
@@ -265,6 +265,8 @@ impl World {
         state.generation = Some(db.generation);
         state.healthy = true;
         state.role = Some(role);
+        // A converged standby streams from its master; a master streams from nobody.
+        state.streaming = role == DbRole::Standby;
         if state.timeline_id == 0 {
             state.timeline_id = 1;
         }
