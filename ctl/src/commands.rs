@@ -216,8 +216,20 @@ fn remove_keeper(cd: &mut ClusterData, uid: &str) -> Result<(), CtlError> {
     for db_uid in &removed {
         cd.dbs.remove(db_uid);
     }
+    let now = Utc::now();
     for db in cd.dbs.values_mut() {
+        let before = db.spec.clone();
         db.spec.followers.retain(|f| !removed.contains(f));
+        // A removed db leaves the synchronous set at once: dropping a member never lets an
+        // election pick a standby that missed acknowledged commits (the others listed are
+        // still in sync), and the sentinel then chooses a replacement through its safe path.
+        db.spec.synchronous_standbys.retain(|u| !removed.contains(u));
+        db.status.synchronous_standbys.retain(|u| !removed.contains(u));
+        // The keeper applies a spec, and the sentinel judges convergence, by generation.
+        if db.spec != before {
+            db.generation += 1;
+            db.change_time = now;
+        }
     }
     Ok(())
 }
@@ -262,6 +274,36 @@ mod tests {
         assert!(!cd.keepers.contains_key("k1"));
         assert!(!cd.dbs.contains_key("d1"));
         assert!(cd.dbs["d0"].spec.followers.is_empty());
+    }
+
+    /// The master's spec changes (followers, synchronous standbys), so its generation must be
+    /// bumped: the keeper applies a spec only when the generation moves, and the sentinel judges
+    /// convergence by it. The removed db leaves the synchronous set and what is known in sync
+    /// (it can never be elected again; the others listed stay in sync).
+    #[test]
+    fn removekeeper_bumps_the_master_generation_and_drops_its_db_from_the_sync_set() {
+        let mut cd = cluster();
+        let master = cd.dbs.get_mut("d0").unwrap();
+        master.spec.synchronous_replication = true;
+        master.spec.synchronous_standbys = vec!["d1".into()];
+        master.status.synchronous_standbys = vec!["d1".into()];
+        let before = master.change_time;
+        remove_keeper(&mut cd, "k1").unwrap();
+        let master = &cd.dbs["d0"];
+        assert_eq!(master.generation, 2, "the master's spec changed: its generation must move");
+        assert!(master.change_time >= before);
+        assert!(master.spec.synchronous_standbys.is_empty());
+        assert!(master.status.synchronous_standbys.is_empty());
+        assert!(master.spec.synchronous_replication, "synchronous replication itself stays on");
+    }
+
+    #[test]
+    fn removekeeper_leaves_unchanged_dbs_alone() {
+        let mut cd = cluster();
+        cd.keepers.insert("k2".into(), Keeper { uid: "k2".into(), generation: 1, change_time: Utc::now(), status: KeeperStatus::default() });
+        remove_keeper(&mut cd, "k2").unwrap();
+        assert_eq!(cd.dbs["d0"].generation, 1, "a keeper without a db changes no db spec");
+        assert_eq!(cd.dbs["d1"].generation, 1);
     }
 
     #[test]
