@@ -430,3 +430,30 @@ fn known_in_sync_keeps_reported_members_while_listed() {
         assert_eq!(known_in_sync(&s(listed), &s(known), &s(reported), applied), s(want), "{listed:?} {known:?} {reported:?} {applied}");
     }
 }
+
+/// After a failover the inherited set names the old master, whose db is gone: once the new master
+/// has promoted and applied its spec, the set moves on to a standby following it, through the
+/// usual path (listed first, elected only once the new master reports it in sync).
+#[test]
+fn after_failover_the_inherited_set_moves_on_once_the_new_master_settles() {
+    let mut w = World::normal(spec(ON), "k1", &["k2", "k3"]);
+    set_sync(&mut w, &["k2"]);
+    w.advance(1);
+    w.step();
+    w.kill("k1");
+    w.advance(5);
+    w.step();
+    assert_eq!(w.master(), Some(db_of("k2").as_str()));
+    assert_eq!(w.db(&db_of("k2")).spec.synchronous_standbys, uids(&["k1"]));
+    // Not settled yet (k2 has not promoted): nothing changes, however long.
+    w.advance(10);
+    w.settle();
+    assert_eq!(w.db(&db_of("k2")).spec.synchronous_standbys, uids(&["k1"]));
+    // k2 promotes and applies its spec, k3 follows it.
+    w.converge("k2");
+    w.converge("k3");
+    w.advance(1);
+    let events = w.settle();
+    assert_eq!(w.db(&db_of("k2")).spec.synchronous_standbys, uids(&["k3"]), "{events:?}");
+    assert!(w.db(&db_of("k2")).status.synchronous_standbys.is_empty(), "k3 is listed, not in sync yet");
+}
