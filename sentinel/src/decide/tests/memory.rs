@@ -57,6 +57,27 @@ fn healthy_reports_count_only_when_fresh() {
 }
 
 #[test]
+fn streaming_reports_are_timed_apart_from_health() {
+    let cd = ClusterData::new_initializing(spec("{}"), wall());
+    let mut info = keeper_info("k1");
+    info.postgres_state = Some(clusterview::info::PostgresState { streaming: true, ..pg_state("db1", 1) });
+    let m = observe(&Memory::new(secs(0)), Some(&cd), &BTreeMap::from([("k1".to_string(), info.clone())]), &BTreeMap::new(), secs(1));
+    assert_eq!(m.db_last_streaming("k1", "db1"), secs(1));
+    // Healthy but no longer streaming (walreceiver down): health moves on, streaming does not.
+    info.info_uid = "k1-i2".into();
+    info.postgres_state.as_mut().unwrap().streaming = false;
+    let m = observe(&m, Some(&cd), &BTreeMap::from([("k1".to_string(), info.clone())]), &BTreeMap::new(), secs(5));
+    assert_eq!((m.db_last_healthy("k1", "db1"), m.db_last_streaming("k1", "db1")), (secs(5), secs(1)));
+    // Streaming but not healthy counts for neither.
+    info.info_uid = "k1-i3".into();
+    let state = info.postgres_state.as_mut().unwrap();
+    (state.streaming, state.healthy) = (true, false);
+    let m = observe(&m, Some(&cd), &BTreeMap::from([("k1".to_string(), info)]), &BTreeMap::new(), secs(6));
+    assert_eq!(m.db_last_streaming("k1", "db1"), secs(1));
+    assert_eq!(m.db_last_streaming("k1", "other"), secs(0), "another db: the term's start");
+}
+
+#[test]
 fn vanished_proxy_is_remembered_until_its_timeout() {
     let cd = ClusterData::new_initializing(spec("{}"), wall());
     let proxies = BTreeMap::from([("p1".to_string(), proxy_info("p1", Some(1)))]);
