@@ -164,7 +164,8 @@ pub struct DbSpec {
     pub followers: Vec<String>,
     #[serde(default)]
     pub synchronous_replication: bool,
-    /// Db uids that must be in synchronous_standby_names when this db is the master.
+    /// Db uids that must be in synchronous_standby_names when this db is the master (every one
+    /// confirms each commit; the keeper pads with a fake standby below `minSynchronousStandbys`).
     #[serde(default)]
     pub synchronous_standbys: Vec<String>,
 }
@@ -200,7 +201,9 @@ pub struct DbStatus {
     pub xlog_pos: u64,
     #[serde(default)]
     pub timelines_history: Vec<TimelineHistoryEntry>,
-    /// Db uids postgres currently reports as synchronous standbys (when master).
+    /// On the master: db uids *known in sync*: reported in sync by its keeper (pg_stat_replication)
+    /// while listed in `spec.synchronousStandbys`, and kept while they stay listed (every listed
+    /// standby confirms each commit). Maintained by the sentinel; what an election relies on.
     #[serde(default)]
     pub synchronous_standbys: Vec<String>,
 }
