@@ -33,6 +33,9 @@ pub struct Snapshot {
     /// When the observer stored `pg` (end of its check). Read `pg` through `observed_pg`, which
     /// ignores an observation this old that nothing recent says postgres is healthy.
     pub pg_observed_at: Option<Instant>,
+    /// The pass could not observe the data dir (`observe::DataDirUnreadable`): postgres is
+    /// reported as not healthy until an observation succeeds again.
+    pub observation_failed: bool,
     /// Clusterdata elects this keeper's db as master.
     pub elected_master: bool,
     /// When clusterdata was last read from the store.
@@ -66,6 +69,7 @@ impl Shared {
                 pg: None,
                 pg_history: Vec::new(),
                 pg_observed_at: None,
+                observation_failed: false,
                 elected_master: false,
                 cluster_data_read_at: None,
                 recorded,
@@ -99,10 +103,10 @@ pub fn pg_observation_fresh(observed_at: Option<Instant>, now: Instant, timing: 
     observed_at.is_some_and(|t| now.saturating_duration_since(t) <= timing.request_timeout + timing.sleep_interval)
 }
 
-/// postgres' status as last observed, when that observation is fresh enough to trust; `None`
-/// otherwise, exactly as if postgres had not answered.
+/// postgres' status as last observed, when that observation is fresh enough to trust and the
+/// pass could read the data dir; `None` otherwise, exactly as if postgres had not answered.
 pub fn observed_pg(s: &Snapshot, now: Instant) -> Option<&PgStatus> {
-    s.pg.as_ref().filter(|_| pg_observation_fresh(s.pg_observed_at, now, &s.timing))
+    s.pg.as_ref().filter(|_| !s.observation_failed && pg_observation_fresh(s.pg_observed_at, now, &s.timing))
 }
 
 /// What postgres is now: `master`, `standby` or `none`.
@@ -254,6 +258,16 @@ mod tests {
         master.cluster_data_read_at = Some(now);
         master.pg_observed_at = Some(now - Duration::from_secs(5));
         assert!(!is_primary(&master, now));
+    }
+
+    #[test]
+    fn a_failed_data_dir_observation_reports_postgres_not_healthy() {
+        let mut s = snap(Some(PgStatus { in_recovery: true, streaming: true, ..Default::default() }));
+        let now = Instant::now();
+        assert!(healthy(&s, now));
+        s.observation_failed = true;
+        assert!(observed_pg(&s, now).is_none() && !healthy(&s, now) && !is_replica(&s, now));
+        assert!(!s.data_dir_missing, "an unreadable data dir is not reported missing");
     }
 
     #[test]

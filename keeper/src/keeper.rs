@@ -128,7 +128,21 @@ impl Keeper {
         let running = self.exec.running();
         let rewind_failed = target.desired.db.as_ref().is_some_and(|db| self.exec.rewind_failed_for.as_deref() == Some(db.uid.as_str()));
         let memory = Memory { conf_applied: self.exec.conf_applied, rewind_failed };
-        let (observed, _) = observe::observe(&self.cfg, running, &memory, target.timing.request_timeout).await;
+        let (observed, _) = match observe::observe(&self.cfg, running, &memory, target.timing.request_timeout).await {
+            Ok(observation) => {
+                self.shared.lock().observation_failed = false;
+                observation
+            }
+            Err(err) => {
+                // Hold still: no plan from a guess about the data dir, and no dataDirMissing.
+                let mut s = self.shared.lock();
+                s.observation_failed = true;
+                s.last_pass = Some(Instant::now());
+                drop(s);
+                self.log_failure(err.to_string());
+                return;
+            }
+        };
         let steps = plan(&target.desired, &observed);
         let new_plan = steps != self.last_plan;
         if new_plan {
@@ -163,15 +177,19 @@ impl Keeper {
             Err(err) => {
                 s.sync_failures += 1;
                 drop(s);
-                let text = err.to_string();
-                let repeated = self.last_error.as_ref().is_some_and(|(last, at)| *last == text && at.elapsed() < REPEATED_ERROR_LOG_INTERVAL);
-                if repeated {
-                    tracing::debug!(error = %text, "pass stopped on a failed step (again)");
-                } else {
-                    tracing::error!(error = %text, "pass stopped on a failed step; retrying every sleepInterval");
-                    self.last_error = Some((text, Instant::now()));
-                }
+                self.log_failure(err.to_string());
             }
+        }
+    }
+
+    /// Logs why a pass stopped; the same failure repeated every pass only once a minute.
+    fn log_failure(&mut self, text: String) {
+        let repeated = self.last_error.as_ref().is_some_and(|(last, at)| *last == text && at.elapsed() < REPEATED_ERROR_LOG_INTERVAL);
+        if repeated {
+            tracing::debug!(error = %text, "pass stopped (again)");
+        } else {
+            tracing::error!(error = %text, "pass stopped; retrying every sleepInterval");
+            self.last_error = Some((text, Instant::now()));
         }
     }
 
