@@ -10,6 +10,7 @@
 //! - `plan`: the pure decision `plan(&Desired, &Observed) -> Vec<Step>`;
 //! - `observe`: the data dir and postgres as they are (`Observed`);
 //! - `exec`, `process`, `sql`: the I/O of each step;
+//! - `identify`: IDENTIFY_SYSTEM over a replication connection (a standby's replayed timeline);
 //! - `rewind`: when a failing pg_rewind gives way to a full resync (pg_basebackup);
 //! - `info`: the published KeeperInfo;
 //! - `http`: probes (/health, /role, /primary, /replica) and /metrics;
@@ -30,9 +31,12 @@ mod exec;
 mod golden;
 mod hba;
 mod http;
+mod identify;
 mod info;
 mod keeper;
 mod observe;
+#[cfg(test)]
+mod pg_tests;
 mod plan;
 mod preflight;
 mod process;

@@ -11,6 +11,7 @@ use crate::process::{self, run_tool};
 use crate::sql::{self, PgStatus};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// PGDATA could not be read. Not the same as missing or partial: a transient error (EMFILE,
@@ -109,7 +110,12 @@ async fn status_within(cfg: &KeeperConfig, timeout: Duration) -> Option<PgStatus
             }
         };
         match sql::query_status(&client, &cfg.repl_username).await {
-            Ok(status) => Some(status),
+            Ok(mut status) => {
+                if status.in_recovery {
+                    replay_timeline(cfg, &mut status).await;
+                }
+                Some(status)
+            }
             Err(err) => {
                 tracing::warn!(error = %err, "cannot read postgres' status");
                 None
@@ -121,6 +127,28 @@ async fn status_within(cfg: &KeeperConfig, timeout: Duration) -> Option<PgStatus
         Err(_) => {
             tracing::warn!(?timeout, "postgres did not answer the status check within requestTimeout");
             None
+        }
+    }
+}
+
+/// Whether the last IDENTIFY_SYSTEM failed, to log a failure once rather than every check.
+static IDENTIFY_FAILING: AtomicBool = AtomicBool::new(false);
+
+/// Sets a standby's timeline to the one it replays (IDENTIFY_SYSTEM). When that cannot be
+/// read, the SQL value stays: it can only be lower (a standby looks behind and is not elected,
+/// never ahead), and the failure is logged.
+async fn replay_timeline(cfg: &KeeperConfig, status: &mut PgStatus) {
+    match crate::identify::identify_system(cfg).await {
+        Ok(id) => {
+            if IDENTIFY_FAILING.swap(false, Ordering::Relaxed) {
+                tracing::info!("IDENTIFY_SYSTEM answers again: reporting the replayed timeline");
+            }
+            status.timeline_id = id.timeline_id;
+        }
+        Err(err) => {
+            if !IDENTIFY_FAILING.swap(true, Ordering::Relaxed) {
+                tracing::warn!(error = %err, fallback = status.timeline_id, "cannot read the replayed timeline with IDENTIFY_SYSTEM; reporting the timeline from pg_control and the walreceiver, which may be lower");
+            }
         }
     }
 }
