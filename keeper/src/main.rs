@@ -14,7 +14,7 @@
 //! - `rewind`: when a failing pg_rewind gives way to a full resync (pg_basebackup);
 //! - `info`: the published KeeperInfo;
 //! - `http`: probes (/health, /role, /primary, /replica) and /metrics;
-//! - `keeper`: the pass loop, the observer loop and the publish loop;
+//! - `keeper`: the pass loop, the observer loop, the claim loop (/primary) and the publish loop;
 //! - `error`: typed errors that say what to do.
 //!
 //! Shutdown: on SIGTERM or SIGINT the keeper stops its pass, stops postgres with a fast shutdown
@@ -44,6 +44,8 @@ mod quote;
 mod rewind;
 mod sql;
 mod state;
+#[cfg(test)]
+mod store_tests;
 
 use crate::error::StartupError;
 use std::process::ExitCode;
@@ -95,6 +97,7 @@ async fn run(args: args::Args) -> Result<(), StartupError> {
     };
     let boot_uuid = uuid::Uuid::new_v4().to_string();
     let observer = AbortOnDrop(tokio::spawn(keeper::observe_loop(Arc::clone(&cfg), Arc::clone(&shared))));
+    let claim = AbortOnDrop(tokio::spawn(keeper::cluster_data_loop(Arc::clone(&cfg), store.clone(), Arc::clone(&shared))));
     let publisher = AbortOnDrop(tokio::spawn(keeper::publish_loop(Arc::clone(&cfg), store.clone(), Arc::clone(&shared), boot_uuid)));
 
     let exec = exec::Executor::new(Arc::clone(&cfg), recorded);
@@ -106,6 +109,7 @@ async fn run(args: args::Args) -> Result<(), StartupError> {
         }
     }
     drop(publisher);
+    drop(claim);
     drop(observer);
     keeper.shutdown().await;
     keeper::withdraw_info(&cfg, &store).await;
