@@ -230,22 +230,6 @@ pub fn synchronous_standby_names(enabled: bool, standby_db_uids: &[String], min_
     format!("{} ({})", quoted.len(), quoted.join(", "))
 }
 
-/// The db uids named `stolon_<uid>` in a synchronous_standby_names value, in order. Accepts every
-/// form PostgreSQL does: `a, b`, `N (a, b)`, `FIRST N (...)`, `ANY N (...)`, quoted names.
-pub fn parse_synchronous_standby_names(value: &str) -> Vec<String> {
-    let inner = match (value.find('('), value.rfind(')')) {
-        (Some(open), Some(close)) if open < close => &value[open + 1..close],
-        _ => value,
-    };
-    inner
-        .split(',')
-        .map(|n| n.trim().trim_matches('"'))
-        .filter_map(|n| n.strip_prefix("stolon_"))
-        .filter(|uid| !uid.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
 /// FNV-1a over the files the keeper owns, so the plan can tell whether disk (or the running
 /// postgres) has the wanted configuration. Stable across processes and versions, unlike std's
 /// hasher.

@@ -150,20 +150,6 @@ fn synchronous_standby_names_values() {
 }
 
 #[test]
-fn parsing_synchronous_standby_names() {
-    assert_eq!(parse_synchronous_standby_names(""), Vec::<String>::new());
-    assert_eq!(parse_synchronous_standby_names("2 (stolon_a, stolon_b)"), vec!["a", "b"]);
-    assert_eq!(parse_synchronous_standby_names("FIRST 1 (\"stolon_a\")"), vec!["a"]);
-    assert_eq!(parse_synchronous_standby_names("ANY 1 (stolon_a,other)"), vec!["a"]);
-    assert_eq!(parse_synchronous_standby_names("stolon_a, stolon_b"), vec!["a", "b"]);
-    assert_eq!(parse_synchronous_standby_names("1 (stolonfakestandby)"), Vec::<String>::new());
-    assert_eq!(parse_synchronous_standby_names("*"), Vec::<String>::new());
-    // Round trip.
-    let v = synchronous_standby_names(true, &["d1".into(), "d2".into()], 1);
-    assert_eq!(parse_synchronous_standby_names(&v), vec!["d1", "d2"]);
-}
-
-#[test]
 fn config_hash_sees_every_part() {
     let h = config_hash("a", "b", true);
     assert_eq!(h, config_hash("a", "b", true));

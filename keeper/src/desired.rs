@@ -37,8 +37,6 @@ pub struct Target {
     pub source: Option<SourceConn>,
     /// initdb options (spec's newConfig).
     pub new_config: NewConfig,
-    /// Clusterdata elects this keeper's db as master.
-    pub elected_master: bool,
     pub timing: Timing,
 }
 
@@ -199,7 +197,6 @@ pub fn target(cd: &ClusterData, cfg: &KeeperConfig, recorded: Option<&DbState>) 
             slots,
         }
     });
-    let elected_master = cd.master_db().is_some_and(|m| m.spec.keeper_uid == cfg.uid);
     Target {
         desired: Desired {
             db: desired_db,
@@ -213,7 +210,6 @@ pub fn target(cd: &ClusterData, cfg: &KeeperConfig, recorded: Option<&DbState>) 
         pg_hba,
         source: source_conn,
         new_config: spec.new_config.clone().unwrap_or_default(),
-        elected_master,
         timing,
     }
 }

@@ -95,7 +95,7 @@ fn master_keeps_follower_slots_and_sync_names() {
     let db = t.desired.db.as_ref().unwrap();
     assert_eq!(db.role, DbRole::Master);
     assert_eq!(db.slots.iter().map(String::as_str).collect::<Vec<_>>(), vec!["backup", "stolon_db2"]);
-    assert!(t.elected_master);
+    assert!(crate::http::elects(&cd, "k1"));
     assert!(t.source.is_none());
     assert!(t.stolon_conf.contains("synchronous_standby_names = '1 (stolon_db2)'"), "{}", t.stolon_conf);
     assert!(t.stolon_conf.contains("primary_conninfo = ''"));
@@ -115,7 +115,7 @@ fn standby_follows_its_db_through_status_address() {
     assert!(t.stolon_conf.contains("primary_slot_name = 'stolon_db2'"));
     assert!(t.stolon_conf.contains("application_name=''stolon_db2''"), "{}", t.stolon_conf);
     assert!(t.stolon_conf.contains("synchronous_standby_names = ''"));
-    assert!(!t.elected_master);
+    assert!(!crate::http::elects(&cd, "k2"));
     let db = t.desired.db.as_ref().unwrap();
     assert_eq!(db.source, Some(Source { system_id: Some("7000".into()), can_rewind: true }));
     assert!(db.slots.is_empty());

@@ -83,6 +83,11 @@ pub enum StepError {
     StartTimeout { timeout: Duration },
     #[error("{step}: {reason}")]
     Precondition { step: &'static str, reason: String },
+    /// A connection or query that got no answer in time: the server accepted the connection
+    /// (or was reached) but is frozen, overloaded or cut off. The pass ends so the keeper can
+    /// plan again from a fresh observation instead of waiting on it (TCP keepalive: hours).
+    #[error("{step}: {what} got no answer within {timeout:?} (the cluster spec's {limit}); the server may be frozen, overloaded or unreachable. Retrying on the next pass")]
+    Timeout { step: &'static str, what: &'static str, timeout: Duration, limit: &'static str },
 }
 
 /// The last `lines` lines of a program's output, for error messages.

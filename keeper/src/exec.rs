@@ -142,7 +142,9 @@ impl Executor {
             Step::Rewind => {
                 let src = t.source.as_ref().and_then(|s| s.su_conninfo.as_ref().map(|c| (s, c))).ok_or_else(|| no_source(step))?;
                 // The source must already be promoted: see sql::prepare_rewind_source.
-                match sql::prepare_rewind_source(&cfg, &src.0.host, src.0.port, t.timing.request_timeout).await {
+                let timeout = t.timing.request_timeout;
+                let prepare = sql::prepare_rewind_source(&cfg, &src.0.host, src.0.port, timeout);
+                match within(step, "the rewind source's connection and CHECKPOINT", timeout, "requestTimeout", prepare).await? {
                     Ok(true) => {}
                     Ok(false) => {
                         return Err(StepError::Precondition {
@@ -164,18 +166,25 @@ impl Executor {
                 state::atomic_write(&cfg.pgdata.join("standby.signal"), b"", 0o600).map_err(io("write", &cfg.pgdata.join("standby.signal")))
             }
             Step::CreateReplicationRole => {
-                let client = self.sql(step, t).await?;
-                sql::ensure_replication_role(&client, &cfg.repl_username, cfg.repl_password.as_ref())
-                    .await
-                    .map_err(|source| StepError::Sql { step: step.name(), source })
+                let work = async {
+                    let client = sql::connect(&cfg, t.timing.request_timeout).await?;
+                    sql::ensure_replication_role(&client, &cfg.repl_username, cfg.repl_password.as_ref()).await
+                };
+                local_sql(step, t, work).await
             }
             Step::CreateSlot(name) => {
-                let client = self.sql(step, t).await?;
-                sql::create_slot(&client, name).await.map_err(|source| StepError::Sql { step: step.name(), source })
+                let work = async {
+                    let client = sql::connect(&cfg, t.timing.request_timeout).await?;
+                    sql::create_slot(&client, name).await
+                };
+                local_sql(step, t, work).await
             }
             Step::DropSlot(name) => {
-                let client = self.sql(step, t).await?;
-                sql::drop_slot(&client, name).await.map_err(|source| StepError::Sql { step: step.name(), source })
+                let work = async {
+                    let client = sql::connect(&cfg, t.timing.request_timeout).await?;
+                    sql::drop_slot(&client, name).await
+                };
+                local_sql(step, t, work).await
             }
             Step::RecordDbState(st) => {
                 state::write_db_state(&cfg.data_dir, st).map_err(io("write", &cfg.data_dir.join(state::DB_STATE_FILE)))?;
@@ -241,11 +250,17 @@ impl Executor {
                 self.conf_applied = None;
                 return Err(StepError::StartExited { status: status.to_string() });
             }
-            if let Ok(client) = sql::connect(&self.cfg, Duration::from_secs(2)).await {
-                if client.simple_query("SELECT 1").await.is_ok() {
-                    tracing::info!("postgres accepts connections");
-                    return Ok(());
-                }
+            // Each attempt (connect, startup, SELECT 1) is bounded as a whole, by what is left of
+            // dbWaitReadyTimeout: a postgres that accepts and never answers must not hold the
+            // pass past the deadline.
+            let left = deadline.saturating_duration_since(Instant::now());
+            let attempt = async {
+                let client = sql::connect(&self.cfg, Duration::from_secs(2)).await?;
+                client.simple_query("SELECT 1").await
+            };
+            if let Ok(Ok(_)) = tokio::time::timeout(left.min(Duration::from_secs(2)), attempt).await {
+                tracing::info!("postgres accepts connections");
+                return Ok(());
             }
             if Instant::now() >= deadline {
                 return Err(StepError::StartTimeout { timeout: t.timing.db_wait_ready_timeout });
@@ -303,9 +318,22 @@ impl Executor {
         Ok(())
     }
 
-    async fn sql(&self, step: &Step, t: &Target) -> Result<tokio_postgres::Client, StepError> {
-        sql::connect(&self.cfg, t.timing.request_timeout).await.map_err(|source| StepError::Sql { step: step.name(), source })
-    }
+}
+
+/// Runs `work` (an I/O of `step` on a server) within `timeout`; a `StepError::Timeout` when it
+/// does not finish. libpq's and tokio-postgres' connect timeouts cover only the socket: a
+/// server that accepts and never answers (SIGSTOPped, overloaded, a half-open connection
+/// after a partition) would otherwise hold the pass until TCP keepalive gives up, hours later.
+async fn within<T>(step: &Step, what: &'static str, timeout: Duration, limit: &'static str, work: impl std::future::Future<Output = T>) -> Result<T, StepError> {
+    tokio::time::timeout(timeout, work).await.map_err(|_| {
+        tracing::warn!(step = step.name(), what, ?timeout, "no answer in time; ending the pass");
+        StepError::Timeout { step: step.name(), what, timeout, limit }
+    })
+}
+
+/// A local SQL step (connection and statements) bounded by requestTimeout.
+async fn local_sql(step: &Step, t: &Target, work: impl std::future::Future<Output = Result<(), tokio_postgres::Error>>) -> Result<(), StepError> {
+    within(step, "SQL on the local postgres", t.timing.request_timeout, "requestTimeout", work).await?.map_err(|source| StepError::Sql { step: step.name(), source })
 }
 
 fn no_source(step: &Step) -> StepError {
@@ -407,5 +435,105 @@ mod tests {
         assert!(d.is_dir());
         assert_eq!(std::fs::read_dir(&d).unwrap().count(), 0);
         remove_contents(&dir.path().join("nope")).unwrap();
+    }
+}
+
+/// Every step that talks to a server ends within its budget when the server accepts the
+/// connection and never answers (frozen, overloaded, half-open after a partition).
+#[cfg(test)]
+mod bound_tests {
+    use super::*;
+    use crate::desired::tests::{cluster, config};
+    use std::time::Duration;
+
+    /// A unix socket that accepts every connection and never answers.
+    fn unix_silent(path: &Path) -> tokio::task::JoinHandle<()> {
+        let listener = tokio::net::UnixListener::bind(path).unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((conn, _)) = listener.accept().await {
+                held.push(conn);
+            }
+        })
+    }
+
+    /// A TCP port on 127.0.0.1 that accepts every connection and never answers.
+    async fn tcp_silent() -> (u16, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((conn, _)) = listener.accept().await {
+                held.push(conn);
+            }
+        });
+        (port, task)
+    }
+
+    /// A standby keeper `k2` in a temp dir; its target follows db1, with a 300 ms requestTimeout.
+    fn standby(dir: &Path) -> (Arc<KeeperConfig>, Target) {
+        let mut cfg = config("k2");
+        cfg.data_dir = dir.to_path_buf();
+        cfg.pgdata = dir.join("postgres");
+        cfg.pgpass = dir.join("pgpass");
+        let mut t = crate::desired::target(&cluster(r#"{"initMode": "new"}"#), &cfg, None);
+        t.timing.request_timeout = Duration::from_millis(300);
+        t.timing.db_wait_ready_timeout = Duration::from_millis(500);
+        (Arc::new(cfg), t)
+    }
+
+    async fn run_bounded(exec: &mut Executor, step: Step, t: &Target) -> Result<(), StepError> {
+        let started = Instant::now();
+        let result = tokio::time::timeout(Duration::from_secs(5), exec.run(std::slice::from_ref(&step), t, false)).await;
+        let Ok(result) = result else { panic!("{step:?} still running after 5 s: unbounded") };
+        assert!(started.elapsed() < Duration::from_secs(3), "{step:?} took {:?}", started.elapsed());
+        result
+    }
+
+    #[tokio::test]
+    async fn a_rewind_source_that_accepts_but_never_answers_is_cut_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cfg, mut t) = standby(dir.path());
+        let (port, _hold) = tcp_silent().await;
+        let src = t.source.as_mut().unwrap();
+        (src.host, src.port) = ("127.0.0.1".into(), port);
+        let mut exec = Executor::new(cfg, None);
+        let err = run_bounded(&mut exec, Step::Rewind, &t).await.unwrap_err();
+        assert!(matches!(err, StepError::Timeout { step: "rewind", .. }), "{err}");
+        // A frozen source is not a refusal: it does not count toward giving up on pg_rewind.
+        assert_eq!(crate::rewind::classify(&err), crate::rewind::RewindFailure::SourceNotReady);
+        assert!(exec.rewind_failed_for.is_none());
+    }
+
+    #[tokio::test]
+    async fn local_sql_steps_on_a_postgres_that_never_answers_are_cut_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cfg, t) = standby(dir.path());
+        let _hold = unix_silent(&cfg.socket_dir().join(format!(".s.PGSQL.{}", cfg.port)));
+        let mut exec = Executor::new(cfg, None);
+        for step in [Step::CreateReplicationRole, Step::CreateSlot("stolon_x".into()), Step::DropSlot("stolon_x".into())] {
+            let err = run_bounded(&mut exec, step.clone(), &t).await.unwrap_err();
+            assert!(matches!(err, StepError::Timeout { .. }), "{step:?}: {err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn start_gives_up_at_db_wait_ready_timeout_when_postgres_never_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cfg, t) = standby(dir.path());
+        let mut cfg = Arc::try_unwrap(cfg).unwrap();
+        // A "postgres" that runs and never opens its own socket; the socket is held by a
+        // listener that accepts and never answers.
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        std::fs::write(bin.join("postgres"), "#!/bin/sh\nexec sleep 30\n").unwrap();
+        std::fs::set_permissions(bin.join("postgres"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        cfg.bin_dir = bin;
+        std::fs::create_dir(&cfg.pgdata).unwrap();
+        let _hold = unix_silent(&cfg.socket_dir().join(format!(".s.PGSQL.{}", cfg.port)));
+        let mut exec = Executor::new(Arc::new(cfg), None);
+        let err = run_bounded(&mut exec, Step::Start, &t).await.unwrap_err();
+        assert!(matches!(err, StepError::StartTimeout { .. }), "{err}");
+        exec.child.interrupt();
     }
 }

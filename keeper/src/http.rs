@@ -4,10 +4,14 @@
 //! KeeperInfo, so a probe never vouches for a postgres that stopped answering:
 //! - `GET /health`: 200 when the keeper's pass ran recently and postgres answers, else 503;
 //! - `GET /role`: 200 with `master`, `standby` or `none` (what postgres is, not what it should be);
-//! - `GET /primary`: 200 only when clusterdata, read from the store within proxyTimeout, elects
-//!   this keeper's db and postgres is out of recovery, else 503 (for load balancers that must find
-//!   the one writable node; a keeper cut off from the store stops vouching for itself, like a
-//!   proxy fences itself, DESIGN §2.2);
+//! - `GET /primary`: 200 only while (a) the last successful, parsed read of clusterdata says
+//!   this keeper's db is `cluster.status.master` with role master, (b) that read was sent no
+//!   longer than min(failInterval, proxyTimeout) ago (`primary_window`), and (c) postgres
+//!   answers and is out of recovery; else 503. For load balancers that must find the one
+//!   writable node: a keeper cut off from the store stops vouching for itself before the
+//!   sentinel may promote another db (it waits failInterval), like a proxy fences itself. An
+//!   unreadable clusterdata (corrupt, a newer format) is not a successful read: /primary turns
+//!   503 at once and stays so until a read succeeds;
 //! - `GET /replica`: 200 only on a healthy standby that is streaming, else 503;
 //! - `GET /metrics`: Prometheus text, Stolon's names where they exist.
 
@@ -33,9 +37,14 @@ pub struct Snapshot {
     /// When the observer stored `pg` (end of its check). Read `pg` through `observed_pg`, which
     /// ignores an observation this old that nothing recent says postgres is healthy.
     pub pg_observed_at: Option<Instant>,
-    /// Clusterdata elects this keeper's db as master.
+    /// The pass could not observe the data dir (`observe::DataDirUnreadable`): postgres is
+    /// reported as not healthy until an observation succeeds again.
+    pub observation_failed: bool,
+    /// The last successful, parsed read of clusterdata elects this keeper's db as master
+    /// (`elects`); false once a read finds clusterdata unusable.
     pub elected_master: bool,
-    /// When clusterdata was last read from the store.
+    /// When the last successful, parsed read of clusterdata was *sent* (the document is at
+    /// least that recent). Unusable or failed reads do not move it.
     pub cluster_data_read_at: Option<Instant>,
     pub recorded: Option<DbState>,
     pub data_dir_missing: bool,
@@ -57,6 +66,8 @@ pub struct Shared {
     pub observe_now: tokio::sync::Notify,
     /// Asks the publisher to publish now: the observer has such a change to report.
     pub publish_now: tokio::sync::Notify,
+    /// Asks the pass loop to run now: clusterdata changed (watch).
+    pub pass_now: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -66,6 +77,7 @@ impl Shared {
                 pg: None,
                 pg_history: Vec::new(),
                 pg_observed_at: None,
+                observation_failed: false,
                 elected_master: false,
                 cluster_data_read_at: None,
                 recorded,
@@ -78,6 +90,7 @@ impl Shared {
             }),
             observe_now: tokio::sync::Notify::new(),
             publish_now: tokio::sync::Notify::new(),
+            pass_now: tokio::sync::Notify::new(),
         })
     }
 
@@ -99,10 +112,10 @@ pub fn pg_observation_fresh(observed_at: Option<Instant>, now: Instant, timing: 
     observed_at.is_some_and(|t| now.saturating_duration_since(t) <= timing.request_timeout + timing.sleep_interval)
 }
 
-/// postgres' status as last observed, when that observation is fresh enough to trust; `None`
-/// otherwise, exactly as if postgres had not answered.
+/// postgres' status as last observed, when that observation is fresh enough to trust and the
+/// pass could read the data dir; `None` otherwise, exactly as if postgres had not answered.
 pub fn observed_pg(s: &Snapshot, now: Instant) -> Option<&PgStatus> {
-    s.pg.as_ref().filter(|_| pg_observation_fresh(s.pg_observed_at, now, &s.timing))
+    s.pg.as_ref().filter(|_| !s.observation_failed && pg_observation_fresh(s.pg_observed_at, now, &s.timing))
 }
 
 /// What postgres is now: `master`, `standby` or `none`.
@@ -122,8 +135,35 @@ pub fn healthy(s: &Snapshot, now: Instant) -> bool {
     pass_recent && observed_pg(s, now).is_some()
 }
 
+/// How long a read of clusterdata electing this keeper lets /primary answer 200:
+/// min(failInterval, proxyTimeout). The sentinel declares a master failed only after
+/// failInterval without a healthy report, so a master cut off from the store stops claiming
+/// to be primary before another db can be elected; and never later than the proxies fence.
+pub fn primary_window(timing: &Timing) -> std::time::Duration {
+    timing.fail_interval.min(timing.proxy_timeout)
+}
+
+/// Whether clusterdata elects this keeper's db: it is `cluster.status.master` and its spec
+/// role is master.
+pub fn elects(cd: &clusterview::ClusterData, keeper_uid: &str) -> bool {
+    cd.master_db().is_some_and(|m| m.spec.keeper_uid == keeper_uid && m.spec.role == clusterview::data::DbRole::Master)
+}
+
+/// Records a successful, parsed read of clusterdata, sent at `sent_at` (`None`: there is no
+/// clusterdata, which elects nobody).
+pub fn record_read(s: &mut Snapshot, sent_at: Instant, cd: Option<&clusterview::ClusterData>, keeper_uid: &str) {
+    s.elected_master = cd.is_some_and(|cd| elects(cd, keeper_uid));
+    s.cluster_data_read_at = Some(s.cluster_data_read_at.map_or(sent_at, |t| t.max(sent_at)));
+}
+
+/// Records a read that found clusterdata unusable (corrupt, a newer format): the keeper can no
+/// longer tell who is master, so it stops claiming to be (freshness is not refreshed either).
+pub fn record_unusable(s: &mut Snapshot) {
+    s.elected_master = false;
+}
+
 pub fn is_primary(s: &Snapshot, now: Instant) -> bool {
-    let fresh = s.cluster_data_read_at.is_some_and(|t| now.saturating_duration_since(t) <= s.timing.proxy_timeout);
+    let fresh = s.cluster_data_read_at.is_some_and(|t| now.saturating_duration_since(t) <= primary_window(&s.timing));
     fresh && s.elected_master && observed_pg(s, now).is_some_and(|pg| !pg.in_recovery)
 }
 
@@ -212,6 +252,57 @@ mod tests {
     }
 
     #[test]
+    fn primary_only_within_min_of_fail_interval_and_proxy_timeout_after_the_read() {
+        let ms = Duration::from_millis;
+        let now = Instant::now() + Duration::from_secs(60);
+        // (failInterval, proxyTimeout, age of the last successful read, want 200)
+        let rows = [
+            (4000, 4000, 0, true),
+            (4000, 4000, 4000, true),
+            (4000, 4000, 4001, false),
+            // A proxyTimeout longer than failInterval: the sentinel may elect another master
+            // after failInterval, so the claim must end by then.
+            (4000, 15000, 3999, true),
+            (4000, 15000, 5000, false),
+            (20000, 10000, 10001, false),
+            (20000, 10000, 9000, true),
+        ];
+        for (fail, proxy, age, want) in rows {
+            let mut s = snap(Some(PgStatus::default()));
+            s.pg_observed_at = Some(now);
+            s.timing.fail_interval = ms(fail);
+            s.timing.proxy_timeout = ms(proxy);
+            s.elected_master = true;
+            s.cluster_data_read_at = Some(now - ms(age));
+            assert_eq!(is_primary(&s, now), want, "failInterval {fail} ms, proxyTimeout {proxy} ms, read {age} ms ago");
+        }
+    }
+
+    #[test]
+    fn an_unusable_read_ends_the_claim_at_once_and_does_not_refresh_it() {
+        let mut cd = crate::desired::tests::cluster(r#"{"initMode":"new"}"#);
+        let mut s = snap(Some(PgStatus::default()));
+        let t0 = Instant::now();
+        record_read(&mut s, t0, Some(&cd), "k1");
+        assert!(is_primary(&s, t0), "k1's db1 is the master");
+        record_unusable(&mut s);
+        assert!(!is_primary(&s, t0));
+        assert_eq!(s.cluster_data_read_at, Some(t0), "not refreshed");
+        record_read(&mut s, t0 + Duration::from_secs(1), Some(&cd), "k1");
+        assert!(is_primary(&s, t0 + Duration::from_secs(1)));
+        // Another keeper's db, no master, no clusterdata, or the master db not (yet) master.
+        record_read(&mut s, t0, Some(&cd), "k2");
+        assert!(!s.elected_master);
+        record_read(&mut s, t0, None, "k1");
+        assert!(!s.elected_master);
+        cd.dbs.get_mut("db1").unwrap().spec.role = clusterview::data::DbRole::Standby;
+        record_read(&mut s, t0, Some(&cd), "k1");
+        assert!(!s.elected_master);
+        // An answer to an older request never moves freshness back.
+        assert_eq!(s.cluster_data_read_at, Some(t0 + Duration::from_secs(1)));
+    }
+
+    #[test]
     fn observation_freshness() {
         // Defaults: sleepInterval 1s + requestTimeout 3s.
         let timing = Timing::from_spec(&ClusterSpec::defaults());
@@ -254,6 +345,16 @@ mod tests {
         master.cluster_data_read_at = Some(now);
         master.pg_observed_at = Some(now - Duration::from_secs(5));
         assert!(!is_primary(&master, now));
+    }
+
+    #[test]
+    fn a_failed_data_dir_observation_reports_postgres_not_healthy() {
+        let mut s = snap(Some(PgStatus { in_recovery: true, streaming: true, ..Default::default() }));
+        let now = Instant::now();
+        assert!(healthy(&s, now));
+        s.observation_failed = true;
+        assert!(observed_pg(&s, now).is_none() && !healthy(&s, now) && !is_replica(&s, now));
+        assert!(!s.data_dir_missing, "an unreadable data dir is not reported missing");
     }
 
     #[test]

@@ -67,7 +67,7 @@ pub fn keeper_info(cfg: &KeeperConfig, input: InfoInput<'_>) -> KeeperInfo {
         state.timeline_id = pg.timeline_id;
         state.xlog_pos = pg.xlog_pos;
         state.timelines_history = history;
-        state.synchronous_standbys = crate::conf::parse_synchronous_standby_names(&pg.synchronous_standby_names);
+        state.synchronous_standbys = pg.synchronous_standbys.clone();
         state.streaming = pg.streaming;
         state.pg_parameters = pg.pg_parameters.clone();
     }
@@ -126,7 +126,7 @@ mod tests {
         cfg.advertise_address = "pg1.example".into();
         cfg.advertise_port = 6432;
         let rec = DbState { db_uid: "db1".into(), generation: Some(4) };
-        let pg = PgStatus { in_recovery: true, system_id: "77".into(), timeline_id: 2, xlog_pos: 99, synchronous_standby_names: String::new(), streaming: true, ..Default::default() };
+        let pg = PgStatus { in_recovery: true, system_id: "77".into(), timeline_id: 2, xlog_pos: 99, streaming: true, ..Default::default() };
         let a = keeper_info(&cfg, InfoInput { boot_uuid: "b", recorded: Some(&rec), pg: Some((&pg, vec![])), ..Default::default() });
         let b = keeper_info(&cfg, InfoInput { boot_uuid: "b", recorded: Some(&rec), pg: None, data_dir_missing: true, ..Default::default() });
         assert_ne!(a.info_uid, b.info_uid);

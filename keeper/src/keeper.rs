@@ -6,15 +6,20 @@
 //!   check, bounded by requestTimeout) and store what it saw, and when, in `Shared`. When a pass
 //!   changed something (new plan, newly converged generation) it looks at once and has the
 //!   publisher publish at once, so a promotion is reported without waiting for both cadences.
+//! - The *claim* loop (`cluster_data_loop`), every sleepInterval and at once on a change
+//!   (a watch on clusterdata): read clusterdata for `/primary` (`http::record_read`), so the
+//!   probe follows the store even while a pass runs a long step, and wake the pass loop on a
+//!   change.
 //! - The *publish* loop (`publish_loop`), on a fixed sleepInterval cadence: publish a KeeperInfo
 //!   with a fresh infoUID from the latest observation. The sentinel judges a keeper alive by infos
 //!   that keep changing, so this loop never waits on postgres: a slow postgres must not look
 //!   like a dead keeper (a false failover). An observation too old to trust is published as
 //!   "postgres not healthy", never as the last healthy status (`http::observed_pg`).
 //!
-//! Faults: when the store cannot be read, the pass loop holds still (postgres keeps running as
-//! it is: no stop, no demotion; the keeper cannot know what the sentinel decided meanwhile).
-//! Unreadable clusterdata (corrupt, or a newer format) is logged and the last good copy is used.
+//! Faults: when the store cannot be read, or clusterdata cannot be used (corrupt, or a newer
+//! format written by a newer sentinel or stolonctl), the pass loop holds still: postgres keeps
+//! running as it is (no stop, no demotion, no plan from a stale copy: the keeper cannot know
+//! what the sentinel decided meanwhile), and `/primary` stops answering 200 (`http`).
 
 use crate::config::KeeperConfig;
 use crate::desired::{self, Timing};
@@ -36,7 +41,7 @@ enum StoreState {
     Fresh,
     /// No clusterdata: the cluster was not initialized (`stolonctl init`).
     Absent,
-    /// The document could not be used; the last good copy stands.
+    /// The document could not be used (corrupt, a newer format): hold still.
     Unusable,
     Unreachable,
 }
@@ -47,10 +52,10 @@ pub struct Keeper {
     store: Store,
     shared: Arc<Shared>,
     pub exec: Executor,
-    last_cd: Option<ClusterData>,
+    pub(crate) last_cd: Option<ClusterData>,
     store_state: Option<StoreState>,
     /// The last plan, to log a plan only when it changes.
-    last_plan: Vec<Step>,
+    pub(crate) last_plan: Vec<Step>,
     /// The last failure logged and when, so a failure repeated every pass is logged once a minute.
     last_error: Option<(String, Instant)>,
 }
@@ -72,7 +77,11 @@ impl Keeper {
         loop {
             let span = tracing::info_span!("pass", keeper = %self.cfg.uid);
             self.pass().instrument(span).await;
-            tokio::time::sleep(self.timing().sleep_interval).await;
+            tokio::select! {
+                _ = tokio::time::sleep(self.timing().sleep_interval) => {}
+                // Clusterdata changed: act on it now (a demotion above all).
+                _ = self.shared.pass_now.notified() => {}
+            }
         }
     }
 
@@ -84,9 +93,7 @@ impl Keeper {
             }
             Ok(None) => StoreState::Absent,
             Err(StoreError::Data(err)) => {
-                if self.store_state != Some(StoreState::Unusable) {
-                    tracing::error!(error = %err, "clusterdata in the store is unusable; keeping the last good copy");
-                }
+                self.log_failure(format!("clusterdata in the store is unusable ({err}): holding still (postgres is left as it is and /primary answers 503) until it can be read; a newer sentinel or stolonctl may have written it: upgrade this keeper"));
                 StoreState::Unusable
             }
             Err(err) => {
@@ -108,19 +115,10 @@ impl Keeper {
     }
 
     /// One pass: clusterdata, observation, plan, execution.
-    async fn pass(&mut self) {
+    pub(crate) async fn pass(&mut self) {
+        // What /primary says is the claim loop's (`cluster_data_loop`); this read is for the plan.
         let state = self.read_cluster_data().await;
-        match state {
-            StoreState::Unreachable => {}
-            StoreState::Absent => {
-                let mut s = self.shared.lock();
-                s.cluster_data_read_at = Some(Instant::now());
-                s.elected_master = false;
-            }
-            StoreState::Fresh | StoreState::Unusable => self.shared.lock().cluster_data_read_at = Some(Instant::now()),
-        }
-        let plannable = matches!(state, StoreState::Fresh | StoreState::Unusable);
-        let Some(cd) = self.last_cd.clone().filter(|_| plannable) else {
+        let Some(cd) = self.last_cd.clone().filter(|_| state == StoreState::Fresh) else {
             self.shared.lock().last_pass = Some(Instant::now());
             return;
         };
@@ -128,7 +126,21 @@ impl Keeper {
         let running = self.exec.running();
         let rewind_failed = target.desired.db.as_ref().is_some_and(|db| self.exec.rewind_failed_for.as_deref() == Some(db.uid.as_str()));
         let memory = Memory { conf_applied: self.exec.conf_applied, rewind_failed };
-        let (observed, _) = observe::observe(&self.cfg, running, &memory, target.timing.request_timeout).await;
+        let (observed, _) = match observe::observe(&self.cfg, running, &memory, target.timing.request_timeout).await {
+            Ok(observation) => {
+                self.shared.lock().observation_failed = false;
+                observation
+            }
+            Err(err) => {
+                // Hold still: no plan from a guess about the data dir, and no dataDirMissing.
+                let mut s = self.shared.lock();
+                s.observation_failed = true;
+                s.last_pass = Some(Instant::now());
+                drop(s);
+                self.log_failure(err.to_string());
+                return;
+            }
+        };
         let steps = plan(&target.desired, &observed);
         let new_plan = steps != self.last_plan;
         if new_plan {
@@ -147,7 +159,6 @@ impl Keeper {
             self.shared.observe_now.notify_one();
         }
         s.timing = target.timing;
-        s.elected_master = target.elected_master;
         s.cluster_uid = Some(cd.cluster.uid.clone());
         s.recorded = self.exec.recorded.clone();
         s.data_dir_missing = self.exec.data_dir_missing;
@@ -163,15 +174,19 @@ impl Keeper {
             Err(err) => {
                 s.sync_failures += 1;
                 drop(s);
-                let text = err.to_string();
-                let repeated = self.last_error.as_ref().is_some_and(|(last, at)| *last == text && at.elapsed() < REPEATED_ERROR_LOG_INTERVAL);
-                if repeated {
-                    tracing::debug!(error = %text, "pass stopped on a failed step (again)");
-                } else {
-                    tracing::error!(error = %text, "pass stopped on a failed step; retrying every sleepInterval");
-                    self.last_error = Some((text, Instant::now()));
-                }
+                self.log_failure(err.to_string());
             }
+        }
+    }
+
+    /// Logs why a pass stopped; the same failure repeated every pass only once a minute.
+    fn log_failure(&mut self, text: String) {
+        let repeated = self.last_error.as_ref().is_some_and(|(last, at)| *last == text && at.elapsed() < REPEATED_ERROR_LOG_INTERVAL);
+        if repeated {
+            tracing::debug!(error = %text, "pass stopped (again)");
+        } else {
+            tracing::error!(error = %text, "pass stopped; retrying every sleepInterval");
+            self.last_error = Some((text, Instant::now()));
         }
     }
 
@@ -211,6 +226,73 @@ pub async fn observe_loop(cfg: Arc<KeeperConfig>, shared: Arc<Shared>) {
             _ = tokio::time::sleep(timing.sleep_interval) => false,
             _ = shared.observe_now.notified() => true,
         };
+    }
+}
+
+/// Reads clusterdata for `/primary` every sleepInterval, and at once when the watch reports a
+/// change, forever. Each read is bounded by requestTimeout; only a successful, parsed read
+/// refreshes the claim (`http::record_read`), an unusable one ends it at once.
+pub async fn cluster_data_loop(cfg: Arc<KeeperConfig>, store: Store, shared: Arc<Shared>) {
+    let mut watch: Option<clusterview::store::ClusterDataWatch> = None;
+    let mut failing: Option<&'static str> = None;
+    loop {
+        let timing = shared.lock().timing;
+        let sent_at = Instant::now();
+        let read = tokio::time::timeout(timing.request_timeout, store.get_cluster_data()).await;
+        let failure = match read {
+            Ok(Ok(cd)) => {
+                http::record_read(&mut shared.lock(), sent_at, cd.as_ref().map(|v| &v.value), &cfg.uid);
+                None
+            }
+            Ok(Err(StoreError::Data(err))) => {
+                http::record_unusable(&mut shared.lock());
+                if failing != Some("unusable") {
+                    tracing::error!(error = %err, "clusterdata is unusable: /primary answers 503 until it can be read");
+                }
+                Some("unusable")
+            }
+            Ok(Err(err)) => {
+                if failing != Some("unreachable") {
+                    tracing::warn!(error = %err, window = ?http::primary_window(&timing), "cannot read clusterdata: /primary answers 503 once the last read is older than the window");
+                }
+                Some("unreachable")
+            }
+            Err(_) => {
+                if failing != Some("timeout") {
+                    tracing::warn!(timeout = ?timing.request_timeout, "reading clusterdata took longer than requestTimeout");
+                }
+                Some("timeout")
+            }
+        };
+        if failing.is_some() && failure.is_none() {
+            tracing::info!("clusterdata readable again");
+        }
+        failing = failure;
+        if watch.is_none() {
+            watch = tokio::time::timeout(timing.request_timeout, store.watch_cluster_data(0)).await.ok().and_then(Result::ok);
+        }
+        let changed = tokio::select! {
+            _ = tokio::time::sleep(timing.sleep_interval) => false,
+            changed = next_change(&mut watch) => changed,
+        };
+        if changed {
+            shared.pass_now.notify_one();
+        }
+    }
+}
+
+/// Resolves on the next clusterdata change (`true`), or when the watch broke (`false`; it is
+/// dropped and made again); never when there is no watch. An unreadable new document is a
+/// change too: the next read finds it unusable.
+async fn next_change(watch: &mut Option<clusterview::store::ClusterDataWatch>) -> bool {
+    let Some(w) = watch else { return std::future::pending().await };
+    match w.next().await {
+        Ok(_) | Err(StoreError::Data(_)) => true,
+        Err(err) => {
+            tracing::debug!(error = %err, "clusterdata watch ended; watching again");
+            *watch = None;
+            false
+        }
     }
 }
 

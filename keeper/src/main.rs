@@ -10,10 +10,11 @@
 //! - `plan`: the pure decision `plan(&Desired, &Observed) -> Vec<Step>`;
 //! - `observe`: the data dir and postgres as they are (`Observed`);
 //! - `exec`, `process`, `sql`: the I/O of each step;
+//! - `identify`: IDENTIFY_SYSTEM over a replication connection (a standby's replayed timeline);
 //! - `rewind`: when a failing pg_rewind gives way to a full resync (pg_basebackup);
 //! - `info`: the published KeeperInfo;
 //! - `http`: probes (/health, /role, /primary, /replica) and /metrics;
-//! - `keeper`: the pass loop, the observer loop and the publish loop;
+//! - `keeper`: the pass loop, the observer loop, the claim loop (/primary) and the publish loop;
 //! - `error`: typed errors that say what to do.
 //!
 //! Shutdown: on SIGTERM or SIGINT the keeper stops its pass, stops postgres with a fast shutdown
@@ -30,9 +31,12 @@ mod exec;
 mod golden;
 mod hba;
 mod http;
+mod identify;
 mod info;
 mod keeper;
 mod observe;
+#[cfg(test)]
+mod pg_tests;
 mod plan;
 mod preflight;
 mod process;
@@ -40,6 +44,8 @@ mod quote;
 mod rewind;
 mod sql;
 mod state;
+#[cfg(test)]
+mod store_tests;
 
 use crate::error::StartupError;
 use std::process::ExitCode;
@@ -91,6 +97,7 @@ async fn run(args: args::Args) -> Result<(), StartupError> {
     };
     let boot_uuid = uuid::Uuid::new_v4().to_string();
     let observer = AbortOnDrop(tokio::spawn(keeper::observe_loop(Arc::clone(&cfg), Arc::clone(&shared))));
+    let claim = AbortOnDrop(tokio::spawn(keeper::cluster_data_loop(Arc::clone(&cfg), store.clone(), Arc::clone(&shared))));
     let publisher = AbortOnDrop(tokio::spawn(keeper::publish_loop(Arc::clone(&cfg), store.clone(), Arc::clone(&shared), boot_uuid)));
 
     let exec = exec::Executor::new(Arc::clone(&cfg), recorded);
@@ -102,6 +109,7 @@ async fn run(args: args::Args) -> Result<(), StartupError> {
         }
     }
     drop(publisher);
+    drop(claim);
     drop(observer);
     keeper.shutdown().await;
     keeper::withdraw_info(&cfg, &store).await;

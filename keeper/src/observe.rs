@@ -10,24 +10,45 @@ use crate::plan::{DataDir, Observed};
 use crate::process::{self, run_tool};
 use crate::sql::{self, PgStatus};
 use std::ffi::OsStr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-/// Classifies PGDATA.
-pub fn classify_data_dir(pgdata: &Path) -> DataDir {
+/// PGDATA could not be read. Not the same as missing or partial: a transient error (EMFILE,
+/// EIO) must not make the keeper report `dataDirMissing` (the sentinel would drop the db and
+/// force a resync) nor let the plan wipe or adopt it. The pass does nothing and the keeper
+/// reports postgres as not healthy until the dir reads again.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read the data dir {}: {source}; doing nothing this pass and reporting postgres as not healthy until it reads again (check the disk, and the keeper's open-file limit)", path.display())]
+pub struct DataDirUnreadable {
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
+/// Classifies PGDATA; an error when it cannot be read (anything but "does not exist").
+pub fn classify_data_dir(pgdata: &Path) -> Result<DataDir, DataDirUnreadable> {
+    let unreadable = |source| DataDirUnreadable { path: pgdata.to_path_buf(), source };
     let mut entries = match std::fs::read_dir(pgdata) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return DataDir::Missing,
-        // Unreadable: not something we may wipe or adopt blindly; call it partial.
-        Err(_) => return DataDir::Partial,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(DataDir::Missing),
+        Err(e) => return Err(unreadable(e)),
     };
-    if entries.next().is_none() {
-        return DataDir::Empty;
+    match entries.next() {
+        None => return Ok(DataDir::Empty),
+        Some(Err(e)) => return Err(unreadable(e)),
+        Some(Ok(_)) => {}
     }
-    if pgdata.join("PG_VERSION").is_file() && pgdata.join("global").join("pg_control").is_file() {
-        DataDir::Present
-    } else {
-        DataDir::Partial
+    let present = is_file(&pgdata.join("PG_VERSION")).map_err(unreadable)? && is_file(&pgdata.join("global").join("pg_control")).map_err(unreadable)?;
+    Ok(if present { DataDir::Present } else { DataDir::Partial })
+}
+
+/// Whether `path` is a file; an error only when that cannot be told (not for "no such file",
+/// nor for a parent that is not a directory: both mean "not a data directory").
+fn is_file(path: &Path) -> std::io::Result<bool> {
+    match std::fs::metadata(path) {
+        Ok(meta) => Ok(meta.is_file()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()) => Ok(false),
+        Err(e) => Err(e),
     }
 }
 
@@ -89,7 +110,12 @@ async fn status_within(cfg: &KeeperConfig, timeout: Duration) -> Option<PgStatus
             }
         };
         match sql::query_status(&client, &cfg.repl_username).await {
-            Ok(status) => Some(status),
+            Ok(mut status) => {
+                if status.in_recovery {
+                    replay_timeline(cfg, &mut status).await;
+                }
+                Some(status)
+            }
             Err(err) => {
                 tracing::warn!(error = %err, "cannot read postgres' status");
                 None
@@ -105,6 +131,28 @@ async fn status_within(cfg: &KeeperConfig, timeout: Duration) -> Option<PgStatus
     }
 }
 
+/// Whether the last IDENTIFY_SYSTEM failed, to log a failure once rather than every check.
+static IDENTIFY_FAILING: AtomicBool = AtomicBool::new(false);
+
+/// Sets a standby's timeline to the one it replays (IDENTIFY_SYSTEM). When that cannot be
+/// read, the SQL value stays: it can only be lower (a standby looks behind and is not elected,
+/// never ahead), and the failure is logged.
+async fn replay_timeline(cfg: &KeeperConfig, status: &mut PgStatus) {
+    match crate::identify::identify_system(cfg).await {
+        Ok(id) => {
+            if IDENTIFY_FAILING.swap(false, Ordering::Relaxed) {
+                tracing::info!("IDENTIFY_SYSTEM answers again: reporting the replayed timeline");
+            }
+            status.timeline_id = id.timeline_id;
+        }
+        Err(err) => {
+            if !IDENTIFY_FAILING.swap(true, Ordering::Relaxed) {
+                tracing::warn!(error = %err, fallback = status.timeline_id, "cannot read the replayed timeline with IDENTIFY_SYSTEM; reporting the timeline from pg_control and the walreceiver, which may be lower");
+            }
+        }
+    }
+}
+
 /// What the executor remembers between passes (lost on restart, on purpose).
 #[derive(Debug, Clone, Default)]
 pub struct Memory {
@@ -113,8 +161,8 @@ pub struct Memory {
 }
 
 /// Observes the data dir and postgres. `running` comes from the caller, which owns the child.
-pub async fn observe(cfg: &KeeperConfig, running: bool, memory: &Memory, timeout: Duration) -> (Observed, Option<PgStatus>) {
-    let data_dir = classify_data_dir(&cfg.pgdata);
+pub async fn observe(cfg: &KeeperConfig, running: bool, memory: &Memory, timeout: Duration) -> Result<(Observed, Option<PgStatus>), DataDirUnreadable> {
+    let data_dir = classify_data_dir(&cfg.pgdata)?;
     let status = if running { pg_status(cfg, timeout).await } else { None };
     let system_id = match (&status, data_dir, running) {
         (Some(s), _, _) => Some(s.system_id.clone()),
@@ -135,7 +183,7 @@ pub async fn observe(cfg: &KeeperConfig, running: bool, memory: &Memory, timeout
         slots: status.as_ref().filter(|s| !s.in_recovery).map(|s| s.slots.clone()),
         rewind_failed: memory.rewind_failed,
     };
-    (observed, status)
+    Ok((observed, status))
 }
 
 #[cfg(test)]
@@ -146,14 +194,35 @@ mod tests {
     fn data_dir_states() {
         let dir = tempfile::tempdir().unwrap();
         let pgdata = dir.path().join("postgres");
-        assert_eq!(classify_data_dir(&pgdata), DataDir::Missing);
+        let classify = |p: &Path| classify_data_dir(p).unwrap();
+        assert_eq!(classify(&pgdata), DataDir::Missing);
         std::fs::create_dir(&pgdata).unwrap();
-        assert_eq!(classify_data_dir(&pgdata), DataDir::Empty);
+        assert_eq!(classify(&pgdata), DataDir::Empty);
         std::fs::write(pgdata.join("PG_VERSION"), "15\n").unwrap();
-        assert_eq!(classify_data_dir(&pgdata), DataDir::Partial);
+        assert_eq!(classify(&pgdata), DataDir::Partial);
+        // `global` as a file: still just not a data directory.
+        std::fs::write(pgdata.join("global"), "").unwrap();
+        assert_eq!(classify(&pgdata), DataDir::Partial);
+        std::fs::remove_file(pgdata.join("global")).unwrap();
         std::fs::create_dir(pgdata.join("global")).unwrap();
         std::fs::write(pgdata.join("global/pg_control"), b"x").unwrap();
-        assert_eq!(classify_data_dir(&pgdata), DataDir::Present);
+        assert_eq!(classify(&pgdata), DataDir::Present);
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_data_dir_is_a_failed_observation_not_a_missing_or_partial_one() {
+        // read_dir fails with something other than "not found" (here ENOTDIR; in production
+        // EMFILE or EIO): before, this was classified Partial, and the plan reported
+        // dataDirMissing.
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = crate::desired::tests::config("k1");
+        cfg.data_dir = dir.path().to_path_buf();
+        cfg.pgdata = dir.path().join("postgres");
+        std::fs::write(&cfg.pgdata, "not a directory").unwrap();
+        let err = classify_data_dir(&cfg.pgdata).unwrap_err();
+        assert_eq!(err.path, cfg.pgdata);
+        let observed = observe(&cfg, false, &Memory::default(), Duration::from_millis(300)).await;
+        assert!(observed.is_err(), "{observed:?}");
     }
 
     #[tokio::test]

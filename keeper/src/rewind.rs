@@ -37,6 +37,8 @@ pub fn classify(err: &StepError) -> RewindFailure {
     match err {
         // No address for the source yet, or the source is not promoted yet.
         StepError::Precondition { .. } => RewindFailure::SourceNotReady,
+        // The source did not answer in time (frozen, overloaded): not a refusal.
+        StepError::Timeout { .. } => RewindFailure::SourceNotReady,
         StepError::RewindSource { source, .. } => classify_source_error(source),
         StepError::Tool { .. } | StepError::ToolTimeout { .. } | StepError::Spawn { .. } => RewindFailure::RewindFailed,
         _ => RewindFailure::Refused,

@@ -16,10 +16,16 @@ use tokio_postgres::{Client, NoTls};
 pub struct PgStatus {
     pub in_recovery: bool,
     pub system_id: String,
+    /// The current timeline on a primary; on a standby, the timeline it replays
+    /// (`identify::identify_system`; the SQL value until that answers).
     pub timeline_id: u32,
-    /// Insert position on a primary, replay (else receive) position on a standby.
+    /// Insert position on a primary; on a standby the furthest of the received (flushed) and
+    /// the replayed positions: what a promotion would replay.
     pub xlog_pos: u64,
-    pub synchronous_standby_names: String,
+    /// Db uids of the standbys `pg_stat_replication` shows streaming and in sync (`sync` or
+    /// `quorum`), from their `stolon_<uid>` application names. Not the configured
+    /// synchronous_standby_names: a listed standby that is not caught up is not in sync.
+    pub synchronous_standbys: Vec<String>,
     /// The walreceiver is streaming.
     pub streaming: bool,
     pub pending_restart: bool,
@@ -76,13 +82,14 @@ const STATUS_QUERY: &str = "
 SELECT pg_is_in_recovery(),
        (SELECT system_identifier::text FROM pg_control_system()),
        (CASE WHEN pg_is_in_recovery()
-             THEN COALESCE(pg_last_wal_replay_lsn(), pg_last_wal_receive_lsn(), '0/0'::pg_lsn)
+             THEN COALESCE(GREATEST(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), '0/0'::pg_lsn)
              ELSE pg_current_wal_lsn() END)::text,
        (CASE WHEN pg_is_in_recovery()
              THEN GREATEST((SELECT timeline_id FROM pg_control_checkpoint()),
                            (SELECT received_tli FROM pg_stat_wal_receiver))
              ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END),
-       current_setting('synchronous_standby_names'),
+       ARRAY(SELECT application_name::text FROM pg_stat_replication
+             WHERE sync_state IN ('sync', 'quorum') AND state = 'streaming' ORDER BY 1),
        EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming'),
        EXISTS (SELECT 1 FROM pg_settings WHERE pending_restart),
        EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)";
@@ -112,13 +119,19 @@ pub async fn query_status(client: &Client, repl_username: &str) -> Result<PgStat
         system_id: row.try_get(1)?,
         timeline_id: timeline.and_then(|t| u32::try_from(t).ok()).unwrap_or(0),
         xlog_pos: crate::info::parse_lsn(&lsn).unwrap_or(0),
-        synchronous_standby_names: row.try_get(4)?,
+        synchronous_standbys: in_sync_db_uids(row.try_get(4)?),
         streaming: row.try_get(5)?,
         pending_restart: row.try_get(6)?,
         repl_role_exists: row.try_get(7)?,
         slots,
         pg_parameters: params,
     })
+}
+
+/// The db uids among walsender application names: `stolon_<uid>` is a keeper's standby;
+/// anything else (pg_basebackup's `stolon-basebackup`, a foreign client) is no db.
+pub fn in_sync_db_uids(application_names: Vec<String>) -> Vec<String> {
+    application_names.iter().filter_map(|n| n.strip_prefix("stolon_")).filter(|uid| !uid.is_empty()).map(str::to_string).collect()
 }
 
 /// The statement that creates (or updates) the replication role. The password is sent as a
@@ -158,6 +171,12 @@ pub async fn drop_slot(client: &Client, name: &str) -> Result<(), tokio_postgres
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn in_sync_names_to_db_uids() {
+        let names = ["stolon_db2", "stolon-basebackup", "walreceiver", "stolon_", "stolon_db3"].map(String::from).to_vec();
+        assert_eq!(in_sync_db_uids(names), vec!["db2", "db3"]);
+    }
 
     #[test]
     fn role_statements() {
