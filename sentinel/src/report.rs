@@ -17,6 +17,7 @@ pub fn is_condition(event: &Event) -> bool {
             | Event::NoEligibleStandby { .. }
             | Event::WaitingForProxies { .. }
             | Event::WaitingForNewTerm { .. }
+            | Event::WaitingForOldMaster { .. }
             | Event::Unsupported { .. }
     )
 }
@@ -107,6 +108,12 @@ fn log(event: &Event) {
         Event::Repointed { db, from, to } => info!(db, from = from.as_deref(), to, "standby re-pointed"),
         Event::InitModeCleared { db } => debug!(db, "db initialized; initMode set to none"),
         Event::SyncStandbysChanged { master, from, to } => info!(master, ?from, ?to, "synchronous standbys changed"),
+        Event::WaitingForOldMaster { new_master, old_masters } => info!(
+            new_master,
+            ?old_masters,
+            "new master not promoted yet: waiting for the old master to stop or fence itself"
+        ),
+        Event::MasterPromoted { db, keeper } => info!(db, keeper, "old master stopped or fenced: new master promoted"),
         Event::ProxiesFenced { generation } => {
             warn!(proxy_generation = generation, "proxies fenced: no master published until they acknowledge")
         }

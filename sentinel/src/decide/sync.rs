@@ -66,5 +66,5 @@ fn choose(cd: &ClusterData, master: &Db, current: &[String], ctx: &Ctx<'_>) -> V
 fn can_be_sync(cd: &ClusterData, master: &Db, db: &Db) -> bool {
     let follows_master = db.spec.follow_config.as_ref().and_then(|f| f.db_uid.as_deref()) == Some(master.uid.as_str());
     let allowed = cd.keepers.get(&db.spec.keeper_uid).and_then(|k| k.status.can_be_synchronous_replica) != Some(false);
-    db.uid != master.uid && db.spec.role == DbRole::Standby && follows_master && db.status.healthy && allowed
+    db.uid != master.uid && db.spec.role == DbRole::Standby && follows_master && db.status.healthy && allowed && !super::timeline::forked(master, db)
 }
