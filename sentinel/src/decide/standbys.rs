@@ -4,8 +4,8 @@
 //! - A force-failed keeper is cleared once its db is no longer the master (the failover rule ran
 //!   before this one in the same pass).
 //! - A keeper is removed with its dbs once its info has been gone for
-//!   `deadKeeperRemovalInterval`; never the master's keeper, never one whose info is still
-//!   published (it would be re-added at once).
+//!   `deadKeeperRemovalInterval`; never the master's keeper nor a deposed master's, never one
+//!   whose info is still published (it would be re-added at once).
 //! - A db other than the master is dropped when its keeper is gone; when it is a deposed master
 //!   and the new master is established (`deposed`); when its keeper has said for `failInterval`
 //!   that its data dir is missing (for a db already created, initMode none); when, on fresh
@@ -56,11 +56,15 @@ fn remove_dead_keepers(cd: &mut ClusterData, ctx: &mut Ctx<'_>) {
         return;
     }
     let master_keeper = master_keeper(cd);
+    // A deposed master's keeper holds the data the cluster falls back on until the new master
+    // is established: its db is not dropped with it.
+    let deposed_keepers: Vec<String> = deposed::deposed(cd).map(|db| db.spec.keeper_uid.clone()).collect();
     let interval = ctx.spec().dead_keeper_removal_interval();
     let dead: Vec<String> = cd
         .keepers
         .keys()
         .filter(|uid| master_keeper.as_deref() != Some(uid.as_str()) && ctx.info(uid).is_none())
+        .filter(|uid| !deposed_keepers.contains(uid))
         .filter(|uid| ctx.now().saturating_sub(ctx.obs.memory.keeper_last_change(uid)) > interval)
         .cloned()
         .collect();

@@ -211,3 +211,66 @@ fn the_old_master_is_elected_again_when_the_new_one_fails_first() {
         );
     }
 }
+
+/// The new master was promoted but died before it was established (never published): once it
+/// has fenced itself (its keeper silent for sleepInterval + min(failInterval, proxyTimeout)), the
+/// old master is elected again; the promoted one is deposed in turn and resynced once the old
+/// master is back.
+#[test]
+fn the_old_master_is_elected_again_when_the_promoted_new_one_dies_unpublished() {
+    let mut w = cluster("{}");
+    force_fail(&mut w, "k1");
+    w.step();
+    w.stop_postgres("k1");
+    w.advance(2);
+    w.step();
+    assert_eq!(w.db(&db_of("k2")).spec.role, DbRole::Master, "promoted");
+    let died = w.now;
+    w.kill("k2");
+    let mut events = Vec::new();
+    while w.master() != Some(db_of("k1").as_str()) && w.now < died + secs(12) {
+        w.advance(1);
+        events.extend(w.step().events);
+        assert_eq!(w.cd.proxy.spec.master_db_uid, None, "k2 never published");
+    }
+    assert_eq!(w.master(), Some(db_of("k1").as_str()), "{events:?}");
+    assert_eq!(w.now, died + secs(6), "failed at +5 s, fenced at +6 s: {events:?}");
+    assert!(
+        events.contains(&Event::WaitingForOldMaster { new_master: db_of("k1"), old_masters: vec![db_of("k2")] }),
+        "{events:?}"
+    );
+    // k1 starts again; once it is established, k2's deposed db goes (k2's keeper is dead: no
+    // new db), and proxies publish k1.
+    w.converge("k1");
+    for _ in 0..3 {
+        w.ack_proxies();
+        w.advance(1);
+        w.step();
+    }
+    assert!(!w.cd.dbs.contains_key(&db_of("k2")), "{:?}", w.cd.dbs);
+    assert_eq!(w.cd.proxy.spec.master_db_uid.as_deref(), Some(db_of("k1").as_str()));
+}
+
+/// Two deposed masters: neither is known to hold every acknowledged write, so neither is elected
+/// again; the best standby is.
+#[test]
+fn with_two_deposed_masters_a_standby_is_elected() {
+    let mut w = cluster("{}");
+    // k1 is deposed already (k2 elected, not promoted); k3's db is a second deposed master.
+    force_fail(&mut w, "k1");
+    w.step();
+    w.stop_postgres("k1");
+    w.cd.dbs.get_mut(&db_of("k3")).unwrap().spec.role = DbRole::Master;
+    w.kill("k2");
+    w.start_keeper("k4");
+    w.advance(1);
+    w.step();
+    let k4 = w.cd.db_of_keeper("k4").unwrap().uid.clone();
+    w.converge("k4");
+    w.pg("k4").xlog_pos = 1000;
+    for _ in 0..8 {
+        w.advance(1);
+        w.step();
+    }
+    assert_eq!(w.master(), Some(k4.as_str()));
+}

@@ -190,6 +190,14 @@ fn dead_keeper_removal() {
             removed: &[],
         },
         Case {
+            // Failed over in the same decision: its db is deposed, kept until the new master is
+            // established, and so is its keeper.
+            name: "never a deposed master's keeper",
+            setup: |w| w.kill("k1"),
+            seconds: 70,
+            removed: &[],
+        },
+        Case {
             name: "not while its info is still published (frozen)",
             setup: |w| {
                 w.frozen.insert("k3".into());
