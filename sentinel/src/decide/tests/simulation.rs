@@ -1,6 +1,7 @@
 //! A whole cluster's life, simulated tick by tick: keepers converge to whatever clusterdata asks,
 //! proxies apply every generation. Checks the rules compose: bootstrap, steady state, failover
-//! with fencing, the old master's return.
+//! with fencing, the old master's return; and two failovers in a row with timelines, keepers
+//! modelled as docs/protocol.md asks (`keeper_second`).
 
 use super::fixtures::*;
 use clusterview::data::{ClusterPhase, DbInitMode, DbRole, TimelineHistoryEntry};
