@@ -62,7 +62,8 @@ fn choose(cd: &ClusterData, master: &Db, current: &[String], ctx: &Ctx<'_>) -> V
     chosen
 }
 
-/// A healthy standby following the master whose keeper accepts being a synchronous replica.
+/// A healthy standby following the master whose keeper accepts being a synchronous replica, and
+/// whose WAL did not fork off the master's history (`timeline::forked`: it could never ack).
 fn can_be_sync(cd: &ClusterData, master: &Db, db: &Db) -> bool {
     let follows_master = db.spec.follow_config.as_ref().and_then(|f| f.db_uid.as_deref()) == Some(master.uid.as_str());
     let allowed = cd.keepers.get(&db.spec.keeper_uid).and_then(|k| k.status.can_be_synchronous_replica) != Some(false);
