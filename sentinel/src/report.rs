@@ -17,6 +17,7 @@ pub fn is_condition(event: &Event) -> bool {
             | Event::NoEligibleStandby { .. }
             | Event::WaitingForProxies { .. }
             | Event::WaitingForNewTerm { .. }
+            | Event::WaitingForOldMaster { .. }
             | Event::Unsupported { .. }
     )
 }
@@ -110,6 +111,12 @@ fn log(event: &Event) {
         Event::WaitingForSyncStandbys { master, in_sync, listed } => {
             info!(master, ?in_sync, ?listed, "waiting for the master to report every listed synchronous standby in sync")
         }
+        Event::WaitingForOldMaster { new_master, old_masters } => info!(
+            new_master,
+            ?old_masters,
+            "new master not promoted yet: waiting for the old master to stop or fence itself"
+        ),
+        Event::MasterPromoted { db, keeper } => info!(db, keeper, "old master stopped or fenced: new master promoted"),
         Event::ProxiesFenced { generation } => {
             warn!(proxy_generation = generation, "proxies fenced: no master published until they acknowledge")
         }

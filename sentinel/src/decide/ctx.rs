@@ -150,8 +150,10 @@ impl<'a> Ctx<'a> {
         if !self.keeper_alive(keeper) {
             return Some(FailReason::KeeperDead);
         }
-        // A master that reports unhealthy for a moment (a restart) is not failed at once.
-        let last_healthy = self.obs.memory.db_last_healthy(keeper, &master.uid);
+        // A master that reports unhealthy for a moment (a restart) is not failed at once, nor a
+        // db just elected (again) that has yet to start.
+        let memory = self.obs.memory;
+        let last_healthy = memory.db_last_healthy(keeper, &master.uid).max(memory.master_since(&master.uid, self.obs.now));
         if !self.db_reports_healthy(master) && self.obs.now.saturating_sub(last_healthy) > self.fail_interval() {
             return Some(FailReason::DbUnhealthy);
         }

@@ -3,26 +3,29 @@
 //! The master is failed when its keeper is force-failed, its keeper's info stopped changing for
 //! `failInterval`, or its keeper has not reported it healthy for `failInterval`; never during the
 //! grace window of a new term. The new master is the best *eligible* standby following it:
-//! keeper usable and `canBeMaster != false`, data dir present, db healthy, on the master's last
-//! known timeline, at most `maxStandbyLag` bytes behind the master's last known WAL position;
-//! highest WAL position (received or replayed) wins, ties go to the lowest keeper uid. When the
-//! old master ran with synchronous replication, only a db in its synchronous set qualifies:
-//! listed in its `spec.synchronousStandbys` *and* known in sync in its
-//! `status.synchronousStandbys`, since a db only just added to the spec may not have been waited
-//! for yet (DESIGN §2.3); `maxStandbyLag` is then ignored (a synchronous standby has received
-//! every acknowledged commit, whatever its replay lag). With no eligible standby nothing
-//! changes: a bad election is worse than a failed master.
+//! keeper usable and `canBeMaster != false`, data dir present, db healthy, not diverged from the
+//! master's last known timeline history (`timeline`: a standby behind on an ancestor timeline is
+//! fine), at most `maxStandbyLag` bytes behind the master's last known WAL position; highest WAL
+//! position (received or replayed) wins, ties go to the lowest keeper uid. When the old master
+//! ran with synchronous replication, only a db in its synchronous set qualifies: listed in its
+//! `spec.synchronousStandbys` *and* known in sync in its `status.synchronousStandbys`, since a db
+//! only just added to the spec may not have been waited for yet (DESIGN §2.3); `maxStandbyLag` is
+//! then ignored (a synchronous standby has received every acknowledged commit, whatever its
+//! replay lag). With no eligible standby nothing changes: a bad election is worse than a failed
+//! master.
 //!
-//! Electing: the cluster master moves to the new db (role master, no followConfig), its
-//! synchronous set is the old master's with the new master replaced by the old one
-//! (`sync::inherited_set`, as Stolon), and the old master's db is
-//! removed: its keeper gets a *new* standby db with initMode `resync` from `standbys` (a new uid,
-//! because a keeper applies an initMode once per db uid). Re-pointing the other standbys and
-//! fencing the proxies follow from the `standbys` and `proxy` rules of the same decision.
+//! Electing: the cluster master moves to the new db and its synchronous set is the old master's
+//! with the new master replaced by the old one (`sync::inherited_set`, as Stolon). The new db keeps role standby until the old master is stopped or
+//! fenced (`deposed::step` then gives it role master, and its keeper promotes it); the old
+//! master's db stays as it is, deposed, until the new master is established (`deposed`).
+//! Re-pointing the other standbys and fencing the proxies follow from the `standbys` and `proxy`
+//! rules of the same decision. When the failed master is one elected but never established, the
+//! deposed master before it is elected again instead (`deposed::reelection`).
 
 use super::ctx::Ctx;
+use super::deposed::{self, Reelection};
 use super::{sync, Event};
-use clusterview::data::{ClusterData, ClusterPhase, Db, DbInitMode, DbRole};
+use clusterview::data::{ClusterData, ClusterPhase, Db, DbRole};
 
 pub(super) fn step(cd: &mut ClusterData, ctx: &mut Ctx<'_>) {
     if cd.cluster.status.phase != ClusterPhase::Normal {
@@ -31,24 +34,30 @@ pub(super) fn step(cd: &mut ClusterData, ctx: &mut Ctx<'_>) {
     let Some(master) = cd.master_db() else { return };
     let Some(reason) = ctx.master_failure(cd, master) else { return };
     let (old_master, old_keeper) = (master.uid.clone(), master.spec.keeper_uid.clone());
+    match deposed::reelection(cd, ctx, master) {
+        Reelection::Elect(again) => {
+            let new_keeper = cd.dbs.get(&again).map(|db| db.spec.keeper_uid.clone()).unwrap_or_default();
+            cd.cluster.status.master = Some(again.clone());
+            ctx.push(Event::Failover { old_master, old_keeper, new_master: again, new_keeper, reason });
+            return;
+        }
+        Reelection::Wait { candidate, failing } => {
+            ctx.push(Event::WaitingForOldMaster { new_master: candidate, old_masters: vec![failing] });
+            return;
+        }
+        Reelection::None => {}
+    }
     let Some(new_master) = best_standby(cd, ctx, master) else {
         ctx.push(Event::NoEligibleStandby { master: old_master, keeper: old_keeper, reason });
         return;
     };
-    let Some(old) = cd.dbs.remove(&old_master) else { return };
-    let Some(new) = cd.dbs.get_mut(&new_master) else {
-        // Unreachable: `best_standby` returned a db of `cd`. Put the old master back, change nothing.
-        cd.dbs.insert(old_master, old);
-        return;
-    };
-    new.spec.role = DbRole::Master;
-    new.spec.follow_config = None;
-    new.spec.init_mode = DbInitMode::None;
+    // The old master's db stays as it is (deposed); the new one is promoted by `deposed::step`.
+    let old = master.clone();
+    let Some(new) = cd.dbs.get_mut(&new_master) else { return };
     new.spec.synchronous_standbys = sync::inherited_set(&old.spec.synchronous_standbys, &old_master, &new_master);
     new.spec.synchronous_replication = old.spec.synchronous_replication;
     let new_keeper = new.spec.keeper_uid.clone();
     cd.cluster.status.master = Some(new_master.clone());
-    ctx.push(Event::DbRemoved { keeper: old_keeper.clone(), db: old_master.clone(), why: "deposed master" });
     ctx.push(Event::Failover { old_master, old_keeper, new_master, new_keeper, reason });
 }
 
@@ -75,7 +84,7 @@ pub(super) fn eligible(cd: &ClusterData, ctx: &Ctx<'_>, master: &Db, db: &Db) ->
     if !follows_master || can_be_master == Some(false) || info.data_dir_missing || !ctx.db_healthy(cd, db) {
         return false;
     }
-    if db.status.timeline_id != master.status.timeline_id {
+    if super::timeline::diverged(&master.status, &db.status) {
         return false;
     }
     if master.spec.synchronous_replication {

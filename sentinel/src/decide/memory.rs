@@ -9,7 +9,7 @@
 //! first time counts as changed at that instant, which is what gives a new leader its full
 //! `failInterval` of fresh evidence before it fails anything.
 
-use clusterview::data::ClusterData;
+use clusterview::data::{ClusterData, DbRole};
 use clusterview::info::{KeeperInfo, ProxyInfo};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -29,6 +29,12 @@ pub struct Memory {
     /// Per db uid: its generation in clusterdata and when this term first saw it at that
     /// generation: how long its keeper has had to converge (`convergenceTimeout`, `syncTimeout`).
     pub dbs_generation_seen: BTreeMap<String, (u64, Duration)>,
+    /// Per db uid: when this term first saw it deposed (role master, no longer the cluster
+    /// master). A keeper report seen after that was published after the deposition was stored.
+    pub dbs_deposed_seen: BTreeMap<String, Duration>,
+    /// The cluster master's db uid and when this term first saw it master: a db elected again
+    /// (a deposed master, its postgres stopped) gets a full `failInterval` to report healthy.
+    pub master_seen: Option<(String, Duration)>,
 }
 
 /// One keeper as last seen.
@@ -43,6 +49,9 @@ pub struct KeeperSeen {
     /// The db uid a fresh info last reported healthy *and* streaming from its master, and when:
     /// a synchronous standby leaves the set only after `failInterval` without such a report.
     pub streaming: Option<(String, Duration)>,
+    /// Since when its fresh infos say `dataDirMissing` without interruption: one such report may
+    /// be a transient error reading the directory, not a lost data dir.
+    pub data_dir_missing_since: Option<Duration>,
 }
 
 /// One proxy as last seen.
@@ -65,6 +74,8 @@ impl Memory {
             proxies: BTreeMap::new(),
             dbs_first_seen: BTreeMap::new(),
             dbs_generation_seen: BTreeMap::new(),
+            dbs_deposed_seen: BTreeMap::new(),
+            master_seen: None,
         }
     }
 
@@ -103,6 +114,26 @@ impl Memory {
         match self.keepers.get(keeper_uid).and_then(|k| k.streaming.as_ref()) {
             Some((uid, at)) if uid == db_uid => *at,
             _ => self.leader_since,
+        }
+    }
+
+    /// How long the keeper's fresh infos have said `dataDirMissing` without interruption.
+    pub fn data_dir_missing_for(&self, uid: &str, now: Duration) -> Option<Duration> {
+        self.keepers.get(uid).and_then(|k| k.data_dir_missing_since).map(|since| now.saturating_sub(since))
+    }
+
+    /// When this term first saw `db_uid` deposed; `None` when it has not (deposed by the decision
+    /// now running, or not deposed).
+    pub fn db_deposed_since(&self, db_uid: &str) -> Option<Duration> {
+        self.dbs_deposed_seen.get(db_uid).copied()
+    }
+
+    /// When this term first saw `db_uid` as the cluster master (`now` when it has not: elected by
+    /// the decision now running).
+    pub fn master_since(&self, db_uid: &str, now: Duration) -> Duration {
+        match &self.master_seen {
+            Some((uid, since)) if uid == db_uid => *since,
+            _ => now,
         }
     }
 
@@ -147,8 +178,12 @@ pub fn observe(
                 changed_at: now,
                 healthy: previous.and_then(|p| p.healthy.clone()),
                 streaming: previous.and_then(|p| p.streaming.clone()),
+                data_dir_missing_since: previous.and_then(|p| p.data_dir_missing_since),
             },
         };
+        if fresh {
+            seen.data_dir_missing_since = if info.data_dir_missing { seen.data_dir_missing_since.or(Some(now)) } else { None };
+        }
         if fresh && !info.data_dir_missing {
             if let Some(state) = info.postgres_state.as_ref().filter(|s| s.healthy) {
                 if let Some(db_uid) = &state.db_uid {
@@ -185,15 +220,22 @@ pub fn observe(
 
     match cd {
         Some(cd) => {
+            next.master_seen = cd.cluster.status.master.as_ref().map(|uid| (uid.clone(), memory.master_since(uid, now)));
             for (uid, db) in &cd.dbs {
                 next.dbs_first_seen.insert(uid.clone(), memory.db_first_seen(uid, now));
                 let since = memory.db_generation_since(uid, db.generation).unwrap_or(now);
                 next.dbs_generation_seen.insert(uid.clone(), (db.generation, since));
+                let deposed = db.spec.role == DbRole::Master && cd.cluster.status.master.as_deref() != Some(uid.as_str());
+                if deposed {
+                    next.dbs_deposed_seen.insert(uid.clone(), memory.db_deposed_since(uid).unwrap_or(now));
+                }
             }
         }
         None => {
             next.dbs_first_seen = memory.dbs_first_seen.clone();
             next.dbs_generation_seen = memory.dbs_generation_seen.clone();
+            next.dbs_deposed_seen = memory.dbs_deposed_seen.clone();
+            next.master_seen = memory.master_seen.clone();
         }
     }
     next

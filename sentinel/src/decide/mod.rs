@@ -7,6 +7,9 @@
 //! - `status`: keepers added as they appear; keeper and db status copied from the infos;
 //! - `init`: the initializing phase (pick a keeper, wait for its db, `initTimeout`);
 //! - `failover`: master failure and the election of the best standby;
+//! - `deposed`: the old master kept until the new one is established, promotion only once the
+//!   old one is stopped or fenced, and its election again when the new one fails first;
+//! - `timeline`: standbys whose WAL forked off the master's history;
 //! - `standbys`: standby dbs, followers, dead keeper removal, forceFail, initMode clearing;
 //! - `sync`: the master's synchronous standbys;
 //! - `proxy`: the proxy fencing handshake and `enabledProxies`.
@@ -21,6 +24,7 @@
 //! (`maxStandbysPerSender`) is not used, every standby follows the master.
 
 mod ctx;
+mod deposed;
 mod failover;
 mod init;
 mod memory;
@@ -28,6 +32,7 @@ mod proxy;
 mod standbys;
 mod status;
 mod sync;
+mod timeline;
 #[cfg(test)]
 mod tests;
 
@@ -102,6 +107,12 @@ pub enum Event {
     SyncStandbysChanged { master: String, from: Vec<String>, to: Vec<String> },
     /// The synchronous set waits for the master to report every listed standby in sync.
     WaitingForSyncStandbys { master: String, in_sync: Vec<String>, listed: Vec<String> },
+    /// The elected master is not promoted yet: the deposed master(s) may still run as a primary
+    /// (their keeper has neither reported postgres stopped nor been silent long enough to have
+    /// fenced itself).
+    WaitingForOldMaster { new_master: String, old_masters: Vec<String> },
+    /// The elected master gets role master (its keeper promotes it): the old one is stopped or fenced.
+    MasterPromoted { db: String, keeper: String },
     ProxiesFenced { generation: u64 },
     MasterPublished { db: String, enabled_proxies: Vec<String> },
     WaitingForProxies { db: String, generation: u64, pending: Vec<String> },
@@ -147,6 +158,7 @@ fn pass(cd: &mut ClusterData, ctx: &mut Ctx<'_>) {
     status::refresh(cd, ctx);
     init::step(cd, ctx);
     failover::step(cd, ctx);
+    deposed::step(cd, ctx);
     standbys::step(cd, ctx);
     sync::step(cd, ctx);
     proxy::step(cd, ctx);

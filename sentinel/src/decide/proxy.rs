@@ -7,7 +7,8 @@
 //!    advertised `proxyTimeout`) reports `generation >=` the published proxy generation, i.e.
 //!    has closed its connections to the old master. A proxy silent for longer than its
 //!    `proxyTimeout` has closed them by itself and is skipped. The master must also be ready:
-//!    healthy, and converged to its generation or reporting itself a primary. Then publish the
+//!    healthy, and converged to its generation or reporting itself a primary, and no deposed
+//!    master left (it could still be elected again: see `deposed`). Then publish the
 //!    master and `enabledProxies` = the active proxies. Never in the same decision that published
 //!    "no master": that publication's generation has not reached any proxy yet. Nor during the
 //!    first `proxyTimeout` of a term: proxies the new leader has never seen may still forward.
@@ -15,7 +16,7 @@
 //!    appears is added (a proxy not listed forwards nothing), one past its timeout is dropped.
 
 use super::ctx::Ctx;
-use super::Event;
+use super::{deposed, Event};
 use clusterview::data::{ClusterData, ClusterPhase, Db, DbRole};
 use clusterview::info::ProxyInfo;
 
@@ -55,7 +56,9 @@ fn publish(cd: &mut ClusterData, ctx: &mut Ctx<'_>, master: String) {
             let converged = db.status.current_generation == Some(db.generation);
             db.status.healthy && (converged || reports_promoted(ctx, db))
         });
-    if !ready {
+    // While a deposed master is kept it may be elected again: the new master must not have
+    // served a write through a proxy by then (`deposed`).
+    if !ready || deposed::deposed(cd).next().is_some() {
         return;
     }
     // A new term cannot know the proxies it has not seen: one cut off from the store since before

@@ -4,12 +4,15 @@
 //! - A force-failed keeper is cleared once its db is no longer the master (the failover rule ran
 //!   before this one in the same pass).
 //! - A keeper is removed with its dbs once its info has been gone for
-//!   `deadKeeperRemovalInterval`; never the master's keeper, never one whose info is still
-//!   published (it would be re-added at once).
-//! - A db other than the master is dropped when it is a deposed master, when its keeper is gone,
-//!   when its keeper says its data dir is missing (for a db already created, initMode none), or
-//!   when its keeper, alive, has not converged it within `syncTimeout` (initMode resync) or
-//!   `convergenceTimeout`; the keeper then gets a new db and starts over.
+//!   `deadKeeperRemovalInterval`; never the master's keeper nor a deposed master's, never one
+//!   whose info is still published (it would be re-added at once).
+//! - A db other than the master is dropped when its keeper is gone; when it is a deposed master
+//!   and the new master is established (`deposed`); when its keeper has said for `failInterval`
+//!   that its data dir is missing (for a db already created, initMode none); when, on fresh
+//!   evidence, its WAL forked off the master's history (`timeline::forked`, and its walreceiver
+//!   is not streaming); or when its keeper, alive, has not converged it within `syncTimeout`
+//!   (initMode resync) or `convergenceTimeout`. The keeper then gets a new db and starts over
+//!   (a new uid, because a keeper applies an initMode once per db uid).
 //! - Every usable keeper without a db gets a standby db (new uid, initMode `resync`, following the
 //!   master) while there are fewer than `maxStandbys` standbys; lowest keeper uid first.
 //! - Standbys following anything but the master are re-pointed to it.
@@ -17,7 +20,7 @@
 //!   so a keeper that lost its state can never repeat an initdb over a live cluster (DESIGN §2.4).
 
 use super::ctx::Ctx;
-use super::Event;
+use super::{deposed, timeline, Event};
 use clusterview::data::{ClusterData, ClusterPhase, Db, DbInitMode, DbRole, DbSpec, DbStatus, FollowConfig, FollowType};
 
 pub(super) fn step(cd: &mut ClusterData, ctx: &mut Ctx<'_>) {
@@ -53,11 +56,15 @@ fn remove_dead_keepers(cd: &mut ClusterData, ctx: &mut Ctx<'_>) {
         return;
     }
     let master_keeper = master_keeper(cd);
+    // A deposed master's keeper holds the data the cluster falls back on until the new master
+    // is established: its db is not dropped with it.
+    let deposed_keepers: Vec<String> = deposed::deposed(cd).map(|db| db.spec.keeper_uid.clone()).collect();
     let interval = ctx.spec().dead_keeper_removal_interval();
     let dead: Vec<String> = cd
         .keepers
         .keys()
         .filter(|uid| master_keeper.as_deref() != Some(uid.as_str()) && ctx.info(uid).is_none())
+        .filter(|uid| !deposed_keepers.contains(uid))
         .filter(|uid| ctx.now().saturating_sub(ctx.obs.memory.keeper_last_change(uid)) > interval)
         .cloned()
         .collect();
@@ -72,18 +79,37 @@ fn remove_dead_keepers(cd: &mut ClusterData, ctx: &mut Ctx<'_>) {
 }
 
 fn drop_unusable_dbs(cd: &mut ClusterData, ctx: &mut Ctx<'_>, master: &str) {
+    let established = deposed::established(cd, ctx, master);
+    let master_db = cd.dbs.get(master);
     let mut dropped = Vec::new();
     for db in cd.dbs.values().filter(|db| db.uid != master) {
         let keeper = db.spec.keeper_uid.as_str();
+        let info = ctx.info(keeper);
         let why = if !cd.keepers.contains_key(keeper) {
             "keeper removed"
         } else if db.spec.role == DbRole::Master {
+            // A deposed master holds the data the cluster falls back on until the new master is
+            // established (`deposed`): only then does its keeper get a resync db.
+            if !established {
+                continue;
+            }
             "deposed master"
         } else if db.spec.init_mode == DbInitMode::None
             && ctx.keeper_usable(cd, keeper)
-            && ctx.info(keeper).is_some_and(|i| i.data_dir_missing)
+            && info.is_some_and(|i| i.data_dir_missing)
+            && ctx.obs.memory.data_dir_missing_for(keeper, ctx.now()).is_some_and(|d| d > ctx.fail_interval())
         {
+            // One report may be a transient error reading the directory: only one that
+            // persisted for failInterval means the data is gone.
             "data dir missing"
+        } else if ctx.keeper_usable(cd, keeper)
+            && !info.and_then(|i| i.postgres_state.as_ref()).is_some_and(|s| s.streaming)
+            && master_db.is_some_and(|m| timeline::forked(m, db))
+        {
+            // It can never stream from the master again (a walreceiver that streams could not
+            // have forked: then the position is only ahead of a delayed replay). A new db makes
+            // its keeper rewind it, else copy it, from the master.
+            "diverged from the master's timeline"
         } else if db.spec.role == DbRole::Standby && ctx.keeper_usable(cd, keeper) && ctx.convergence_overdue(db) {
             // Its keeper publishes but cannot bring it where it should be (a rewind or copy that
             // keeps failing): a new db makes the keeper start over with a fresh resync. A dead

@@ -167,9 +167,8 @@ fn can_be_sync(cd: &ClusterData, ctx: &Ctx<'_>, master: &Db, db: &Db) -> bool {
     let converged = db.status.current_generation == Some(db.generation);
     let streaming = ctx.info(&db.spec.keeper_uid).and_then(|i| i.postgres_state.as_ref()).is_some_and(|s| s.streaming);
     let same_timeline = db.status.timeline_id == master.status.timeline_id;
-    // Hook: a standby whose history forked off the master's (it can never follow it) must not
-    // be a candidate either; that predicate (timelines_history against the master's) belongs
-    // here, next to `same_timeline`.
+    // A standby whose WAL forked off the master's history can never acknowledge its commits
+    // (`timeline::forked`).
     db.uid != master.uid
         && db.spec.role == DbRole::Standby
         && follows_master
@@ -177,5 +176,6 @@ fn can_be_sync(cd: &ClusterData, ctx: &Ctx<'_>, master: &Db, db: &Db) -> bool {
         && ctx.db_healthy(cd, db)
         && streaming
         && same_timeline
+        && !super::timeline::forked(master, db)
         && sync_allowed(cd, db)
 }

@@ -5,7 +5,8 @@ use crate::decide::{Event, Memory};
 use clusterview::data::DbRole;
 
 /// k1 master, k2 standby, proxies p1 and p2 enabled; then k1 dies and the failover write fences
-/// the proxies. Returns the world right after that write, with k2 converged as master.
+/// the proxies. Returns the world right after k2 was promoted (k1 fenced itself one second after
+/// the failover write), with k2 converged as master.
 fn fenced() -> World {
     let mut w = World::normal(spec("{}"), "k1", &["k2"]);
     w.proxies.insert("p2".into(), proxy_info("p2", Some(3)));
@@ -19,6 +20,10 @@ fn fenced() -> World {
     w.step();
     assert_eq!(w.master(), Some(db_of("k2").as_str()));
     assert_eq!((w.cd.proxy.spec.master_db_uid.clone(), w.cd.proxy.generation), (None, 5));
+    w.advance(1);
+    w.step();
+    assert_eq!(w.db(&db_of("k2")).spec.role, DbRole::Master);
+    assert_eq!(w.cd.proxy.spec.master_db_uid, None);
     w.converge("k2");
     w
 }

@@ -152,19 +152,20 @@ impl World {
         w
     }
 
-    /// A settled normal cluster: master db `db-<master>`, standbys `db-<s>` following it, all
-    /// healthy at timeline 1 and WAL position 1000; proxy `p1` enabled and acknowledged at
-    /// generation 3. Standbys report streaming. The clock is past the grace window.
+    /// A settled normal cluster: master db `db-<master>` (its postgres a primary), standbys
+    /// `db-<s>` following it (streaming), all healthy at timeline 1 and WAL position 1000; proxy `p1` enabled and acknowledged at
+    /// generation 3. The clock is past the grace window.
     pub fn normal(spec: ClusterSpec, master: &str, standbys: &[&str]) -> World {
         let mut cd = ClusterData::new_initializing(spec, wall());
         cd.cluster.status = ClusterStatus { phase: ClusterPhase::Normal, master: Some(db_of(master)) };
         let mut keepers = BTreeMap::new();
         let mut m = keeper_info(master);
-        m.postgres_state = Some(pg_state(&db_of(master), 2));
+        m.postgres_state = Some(PostgresState { role: Some(DbRole::Master), ..pg_state(&db_of(master), 2) });
         let mut master_db = db_from(&db_of(master), &m, DbRole::Master, None, 2);
         for s in standbys {
             let mut info = keeper_info(s);
-            info.postgres_state = Some(PostgresState { streaming: true, ..pg_state(&db_of(s), 2) });
+            info.postgres_state =
+                Some(PostgresState { role: Some(DbRole::Standby), streaming: true, ..pg_state(&db_of(s), 2) });
             cd.dbs.insert(db_of(s), db_from(&db_of(s), &info, DbRole::Standby, Some(&db_of(master)), 2));
             cd.keepers.insert(s.to_string(), keeper_entry(&info));
             master_db.spec.followers.push(db_of(s));
@@ -270,6 +271,15 @@ impl World {
         if state.timeline_id == 0 {
             state.timeline_id = 1;
         }
+    }
+
+    /// The keeper's postgres stops (a deposed master's keeper stops it and waits): not healthy,
+    /// not running; the data dir and its db uid stay.
+    pub fn stop_postgres(&mut self, keeper: &str) {
+        let state = self.pg(keeper);
+        state.healthy = false;
+        state.role = None;
+        state.streaming = false;
     }
 
     /// Every proxy that is not frozen applies the current proxy generation.
