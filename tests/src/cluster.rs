@@ -198,9 +198,22 @@ impl TestCluster {
     }
 
     pub fn start_sentinel(&mut self, i: usize) {
+        self.start_sentinel_with(i, &[]);
+    }
+
+    /// Adds a sentinel started with `extra` arguments (e.g. `--initial-cluster-spec FILE`).
+    pub fn add_sentinel_with(&mut self, extra: &[&str]) -> usize {
+        let i = self.sentinels.len();
+        self.sentinels.push(None);
+        self.start_sentinel_with(i, extra);
+        i
+    }
+
+    /// (Re)starts sentinel `i` with `extra` arguments.
+    pub fn start_sentinel_with(&mut self, i: usize, extra: &[&str]) {
         let uid = format!("sentinel{i}");
         let mut cmd = Command::new(bin_path(SENTINEL));
-        cmd.args(self.common_args()).args(["--uid", &uid]);
+        cmd.args(self.common_args()).args(["--uid", &uid]).args(extra);
         let guard = ChildGuard::spawn(&uid, &mut cmd, &self.dir.log_path(&uid));
         self.sentinels[i] = Some(guard);
     }
