@@ -48,8 +48,27 @@ async fn writer(c: &TestCluster, first: i32) -> Writer {
 /// The sentinel's log tail and `stolonctl status`, for "no master" failures.
 fn sentinel_tail(c: &TestCluster) -> String {
     let status = c.ctl(&["status"]);
-    let log = c.sentinels.iter().flatten().map(|g| g.log_tail(40)).collect::<Vec<_>>().join("\n");
+    let log = c.sentinels.iter().flatten().map(|g| strip_ansi(&g.log_tail(40))).collect::<Vec<_>>().join("\n");
     format!("--- stolonctl status:\n{}\n--- sentinel (last 40 lines):\n{log}", String::from_utf8_lossy(&status.stdout))
+}
+
+/// `text` without terminal colour escapes (the binaries colour their logs).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(ch) = chars.next() {
+        if ch == '\u{1b}' {
+            // ESC [ params m
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(ch);
+        }
+    }
+    out
 }
 
 /// Waits until a master other than `old` is elected and writable, or panics with `what` and the
@@ -69,6 +88,15 @@ async fn elected(c: &TestCluster, old: usize, timeout: Duration, what: &str) -> 
 
 fn rounds() -> usize {
     std::env::var("STOLON_TEST_FAILOVER_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(10)
+}
+
+/// Pause between a round's rejoin and the next kill: `STOLON_TEST_FAILOVER_SETTLE_SECS`, default
+/// 6 s. Any pause far below checkpoint_timeout (5 min) keeps what makes the second failover hard
+/// (standbys that have not done a restartpoint on the new timeline); 6 s keeps ten rounds under
+/// about 4 minutes.
+fn settle() -> Duration {
+    let secs = std::env::var("STOLON_TEST_FAILOVER_SETTLE_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(6);
+    Duration::from_secs(secs)
 }
 
 /// kill -9 the master (keeper and postgres) `rounds()` times in a row under writes through the
@@ -102,7 +130,7 @@ async fn repeated_failovers(label: &str, sync: bool) {
             wait_sync_standby(&c, new, REJOIN).await;
         }
         eprintln!("round {round}: {} -> {} elected in {election:?}, round took {:?}", c.keepers[m].uid, c.keepers[new].uid, t.elapsed());
-        tokio::time::sleep(Duration::from_secs(10)).await;
+        tokio::time::sleep(settle()).await;
         m = new;
     }
     let acked = w.stop().await;
