@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use stolon_tests::cluster::{create_table, ids, insert_rows, wait_ids, ClusterOptions, TestCluster};
 use stolon_tests::haproxy::Haproxy;
-use stolon_tests::load::{http_status, keeper_ids, missing, ranges, system_id, writable_keepers, Writer};
+use stolon_tests::load::{http_status, keeper_ids, missing, ranges, system_id, wait_streams_from, writable_keepers, Writer};
 use stolon_tests::wait_until_desc;
 
 const BOOT: Duration = Duration::from_secs(90);
@@ -76,6 +76,11 @@ async fn clusterdata_key_deleted_with_data_present_wipes_nothing() {
     assert!(problems.is_empty(), "data wiped after the clusterdata key was deleted:\n{}\n{}", problems.join("\n"), c.logs_tail(20));
 }
 
+/// Switchovers in the haproxy test: `STOLON_TEST_SWITCHOVERS`, default 5.
+fn switchovers() -> usize {
+    std::env::var("STOLON_TEST_SWITCHOVERS").ok().and_then(|v| v.parse().ok()).unwrap_or(5)
+}
+
 /// Keepers whose `/primary` answered 200 in one sweep, with the time since the switchover.
 type Sweep = (Duration, Vec<usize>);
 
@@ -102,7 +107,7 @@ async fn poll_primaries(ports: Vec<u16>, stop: Arc<AtomicBool>, t0: Instant) -> 
 
 /// haproxy in front of three keepers, checking `GET /primary` on each keeper's metrics address
 /// every 200 ms (one failure marks it down and cuts its sessions). A writer goes through haproxy;
-/// `stolonctl failkeeper <master>` switches over. During the switchover no two keepers may
+/// `stolonctl failkeeper <master>` switches over, several times in a row. During the switchover no two keepers may
 /// answer 200 on `/primary` at once (a load balancer would send writes to both), and no
 /// acknowledged write may be lost: a planned switchover has no reason to lose any.
 #[tokio::test(flavor = "multi_thread")]
@@ -121,27 +126,37 @@ async fn failkeeper_under_writes_through_haproxy_on_primary_never_two_200() {
     let ports: Vec<u16> = c.keepers.iter().map(|k| k.metrics_port).collect();
     let t0 = Instant::now();
     let poller = tokio::spawn(poll_primaries(ports, stop.clone(), t0));
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let out = c.ctl(&["failkeeper", &c.keepers[m].uid]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let new = c.wait_master(FAILOVER, Some(m)).await;
-    w.wait_more(20, FAILOVER).await.unwrap_or_else(|e| panic!("writes through haproxy after the switchover: {e}\n{}", haproxy.guard.log_tail(20)));
-    // Until the old master is a standby again: the window where it could still answer 200.
-    wait_until_desc("the old master to be a standby", FAILOVER, Duration::from_millis(250), || async {
-        writable_keepers(&c).await == vec![new]
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs_tail(25)));
+    // Keepers read clusterdata each on its own 1 s cadence, so whether the new master promotes
+    // before the old one has read that it was deposed is a matter of phase: several switchovers
+    // sample it.
+    let mut m = m;
+    let mut path = vec![c.keepers[m].uid.clone()];
+    for round in 1..=switchovers() {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        eprintln!("switchover {round} at {:?}", t0.elapsed());
+        let out = c.ctl(&["failkeeper", &c.keepers[m].uid]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let new = c.wait_master(FAILOVER, Some(m)).await;
+        w.wait_more(20, FAILOVER).await.unwrap_or_else(|e| panic!("writes through haproxy after switchover {round}: {e}\n{}", haproxy.guard.log_tail(20)));
+        // Until the old master is a standby again: the window where it could still answer 200.
+        wait_until_desc("the old master to be a standby", FAILOVER, Duration::from_millis(250), || async {
+            writable_keepers(&c).await == vec![new]
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs_tail(25)));
+        wait_streams_from(&c, m, new, FAILOVER).await.unwrap_or_else(|e| panic!("{e}\n{}", c.logs_tail(25)));
+        m = new;
+        path.push(c.keepers[m].uid.clone());
+    }
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::SeqCst);
     let (doubles, sweeps) = poller.await.unwrap();
     let acked = w.stop().await;
-    let present = keeper_ids(&c, new).await.unwrap();
+    let present = keeper_ids(&c, m).await.unwrap();
     let lost = missing(&acked, &present);
     eprintln!(
-        "haprox: {} -> {}, {sweeps} sweeps, {} with two 200s, {} acknowledged, {} lost ({}); took {:?}",
-        c.keepers[m].uid,
-        c.keepers[new].uid,
+        "haprox: {}, {sweeps} sweeps, {} with two 200s, {} acknowledged, {} lost ({}); took {:?}",
+        path.join(" -> "),
         doubles.len(),
         acked.len(),
         lost.len(),
