@@ -267,8 +267,10 @@ async fn new_master_killed_before_it_converges_the_old_one_is_elected_again() {
     c.kill_keeper(s);
     let back = elected(&c, s, FAILOVER, "after the elected standby died before promoting").await;
     assert_eq!(back, m);
-    let client = c.keeper_client(m).await.unwrap();
     assert_eq!(keeper_ids(&c, m).await.unwrap(), want, "the old master's data is intact");
+    // Its postgres may have been restarted meanwhile: a fresh connection, and it takes writes.
+    let client = c.keeper_client(m).await.unwrap();
     insert_rows(&client, 100, 110).await.unwrap();
+    assert_eq!(keeper_ids(&c, m).await.unwrap(), (0..110).collect::<Vec<_>>());
     eprintln!("refail: took {:?}", started.elapsed());
 }

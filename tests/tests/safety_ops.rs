@@ -60,10 +60,10 @@ async fn clusterdata_key_deleted_with_data_present_wipes_nothing() {
     tokio::time::sleep(Duration::from_secs(15)).await;
 
     let mut problems = Vec::new();
-    for i in 0..2 {
+    for (i, was) in before.iter().enumerate() {
         let now = system_id(&c, i);
-        if now != before[i] {
-            problems.push(format!("{}: database system {:?} became {now:?}", c.keepers[i].uid, before[i]));
+        if now != *was {
+            problems.push(format!("{}: database system {was:?} became {now:?}", c.keepers[i].uid));
         }
         if let Ok(client) = c.keeper_client(i).await {
             match ids(&client).await {
