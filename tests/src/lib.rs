@@ -15,6 +15,7 @@
 //! - [`bins`]: where the binaries under test (`stolon-keeper`, ...) live.
 //! - [`wait`]: [`wait_until`], the one polling loop with a deadline.
 //! - [`load`]: a background writer recording acknowledged ids, and probes for safety scenarios.
+//! - [`relay`]: a pausable TCP relay, e.g. a slow store link for one keeper.
 //! - [`haproxy`]: HAProxy routing to the keeper whose `/primary` answers 200.
 //!
 //! Fixtures (`start` functions) panic instead of returning errors: a test that
@@ -35,6 +36,7 @@ pub mod load;
 pub mod ports;
 pub mod postgres;
 pub mod process;
+pub mod relay;
 pub mod store;
 pub mod testdir;
 pub mod wait;
