@@ -168,6 +168,10 @@ async fn walsender_of(c: &TestCluster, master: usize, standby: usize) -> i32 {
 /// it has none of the last acknowledged commits). The sentinel may change the synchronous set; then
 /// the master dies. Whoever is elected must hold every acknowledged write: B may only become
 /// synchronous once it has caught up, and A must stay electable (it has everything).
+///
+/// A frozen walsender also never re-reads synchronous_standby_names, so the master's
+/// pg_stat_replication shows B as `async` even once B is listed: this test does not cover a live
+/// but lagging B, which pg_stat_replication calls `sync` as soon as it is listed and streaming.
 #[tokio::test(flavor = "multi_thread")]
 async fn sync_standby_replaced_under_write_load_then_master_killed_loses_nothing() {
     let started = Instant::now();
