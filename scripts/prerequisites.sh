@@ -22,6 +22,8 @@ stolon_prerequisites() {
   [ -x "$pg_bin/postgres" ] || missing+=(postgresql-15)
   command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
   command -v jq >/dev/null 2>&1 || missing+=(jq)
+  # tests/tests/safety_ops.rs routes through haproxy with the keepers' /primary check.
+  command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
   if [ ${#missing[@]} -gt 0 ]; then
     printf '==> installing %s\n' "${missing[*]}"
     if [ "$(id -u)" -ne 0 ]; then

@@ -41,6 +41,8 @@ pub struct KeeperProc {
     pub pg_port: u16,
     pub metrics_port: u16,
     pub extra_args: Vec<String>,
+    /// `--store-endpoints` of this keeper when not the cluster's etcd (e.g. a relay).
+    pub store_endpoints: Option<String>,
     pub guard: Option<ChildGuard>,
 }
 
@@ -101,11 +103,15 @@ impl TestCluster {
     }
 
     fn common_args(&self) -> Vec<String> {
+        self.common_args_via(&self.etcd.endpoints())
+    }
+
+    fn common_args_via(&self, store_endpoints: &str) -> Vec<String> {
         vec![
             "--cluster-name".into(),
             self.name.clone(),
             "--store-endpoints".into(),
-            self.etcd.endpoints(),
+            store_endpoints.to_string(),
             "--log-level".into(),
             "debug".into(),
         ]
@@ -131,6 +137,12 @@ impl TestCluster {
 
     /// Adds and starts keeper `keeper<N>`; returns its index.
     pub fn add_keeper(&mut self, extra_args: &[&str]) -> usize {
+        self.add_keeper_via(extra_args, None)
+    }
+
+    /// Adds and starts keeper `keeper<N>` reaching etcd at `store_endpoints` (e.g. a relay)
+    /// instead of directly; returns its index.
+    pub fn add_keeper_via(&mut self, extra_args: &[&str], store_endpoints: Option<String>) -> usize {
         let i = self.keepers.len();
         let uid = format!("keeper{i}");
         let data_dir = self.dir.postgres_subdir(&uid);
@@ -140,6 +152,7 @@ impl TestCluster {
             pg_port: free_port(),
             metrics_port: free_port(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            store_endpoints,
             guard: None,
         });
         self.start_keeper(i);
@@ -149,8 +162,8 @@ impl TestCluster {
     /// (Re)starts keeper `i` with its data dir and ports.
     pub fn start_keeper(&mut self, i: usize) {
         let mut cmd = postgres_command(bin_path(KEEPER));
-        cmd.args(self.common_args());
         let k = &self.keepers[i];
+        cmd.args(self.common_args_via(&k.store_endpoints.clone().unwrap_or_else(|| self.etcd.endpoints())));
         cmd.args(["--uid", &k.uid])
             .arg("--data-dir")
             .arg(&k.data_dir)
@@ -198,9 +211,22 @@ impl TestCluster {
     }
 
     pub fn start_sentinel(&mut self, i: usize) {
+        self.start_sentinel_with(i, &[]);
+    }
+
+    /// Adds a sentinel started with `extra` arguments (e.g. `--initial-cluster-spec FILE`).
+    pub fn add_sentinel_with(&mut self, extra: &[&str]) -> usize {
+        let i = self.sentinels.len();
+        self.sentinels.push(None);
+        self.start_sentinel_with(i, extra);
+        i
+    }
+
+    /// (Re)starts sentinel `i` with `extra` arguments.
+    pub fn start_sentinel_with(&mut self, i: usize, extra: &[&str]) {
         let uid = format!("sentinel{i}");
         let mut cmd = Command::new(bin_path(SENTINEL));
-        cmd.args(self.common_args()).args(["--uid", &uid]);
+        cmd.args(self.common_args()).args(["--uid", &uid]).args(extra);
         let guard = ChildGuard::spawn(&uid, &mut cmd, &self.dir.log_path(&uid));
         self.sentinels[i] = Some(guard);
     }

@@ -14,6 +14,9 @@
 //!   PostgreSQL instance, and small async SQL helpers.
 //! - [`bins`]: where the binaries under test (`stolon-keeper`, ...) live.
 //! - [`wait`]: [`wait_until`], the one polling loop with a deadline.
+//! - [`load`]: a background writer recording acknowledged ids, and probes for safety scenarios.
+//! - [`relay`]: a pausable TCP relay, e.g. a slow store link for one keeper.
+//! - [`haproxy`]: HAProxy routing to the keeper whose `/primary` answers 200.
 //!
 //! Fixtures (`start` functions) panic instead of returning errors: a test that
 //! cannot start etcd has no better recovery than failing with the log tail,
@@ -28,9 +31,12 @@
 pub mod bins;
 pub mod cluster;
 pub mod etcd;
+pub mod haproxy;
+pub mod load;
 pub mod ports;
 pub mod postgres;
 pub mod process;
+pub mod relay;
 pub mod store;
 pub mod testdir;
 pub mod wait;
