@@ -66,6 +66,8 @@ struct Sentinel {
     /// `Some` while leading: the memory of this term.
     memory: Option<Memory>,
     reporter: Reporter,
+    /// Spec fields this version does not know, as last logged (logged again only on a change).
+    unknown_spec_fields: Vec<String>,
 }
 
 /// Runs until `shutdown` resolves, then resigns and withdraws the info.
@@ -84,6 +86,7 @@ pub async fn run(store: Store, config: Config, metrics: Arc<Metrics>, shutdown: 
         ttl_tx,
         memory: None,
         reporter: Reporter::default(),
+        unknown_spec_fields: Vec::new(),
     };
     let mut leadership: Option<Leadership> = None;
     let mut next_tick = Instant::now();
@@ -164,6 +167,11 @@ impl Sentinel {
         let cd = self.read_cluster_data().await;
         if let Some(cd) = &cd {
             self.apply_timing(Timing::of(&cd.value.cluster.spec));
+            let unknown = cd.value.cluster.spec.unknown_fields();
+            if !unknown.is_empty() && unknown != self.unknown_spec_fields {
+                warn!(fields = ?unknown, "cluster spec fields unknown to this sentinel are ignored (set by a newer version, or misspelled); they are kept in clusterdata");
+            }
+            self.unknown_spec_fields = unknown;
         }
         self.publish_info().await;
         match (leadership, cd) {
