@@ -2,13 +2,15 @@
 //!
 //! - `route`: pure routing rules (read-write target, read-only candidates);
 //! - `control`: the loop that checks the store, applies routing, publishes the ProxyInfo and
-//!   fences the proxy when the store is gone for `proxyTimeout`;
+//!   fences the proxy when no check has passed for `proxyTimeout`;
+//! - `fencing`: the fencing deadline (when it moves, and its shared copy checked per chunk);
 //! - `listener`: accept loops of the read-write and read-only ports;
 //! - `forward`: forwarding one connection with bounded memory;
 //! - `metrics`: counters, `/metrics` and `/health`.
 #![forbid(unsafe_code)]
 
 mod control;
+mod fencing;
 mod forward;
 mod listener;
 mod metrics;
@@ -116,6 +118,7 @@ async fn run(args: Args) -> Result<(), ProxyError> {
                 count: args.tcp_keepalive_count,
             }),
             tracker: tracker.clone(),
+            deadline: Arc::new(fencing::Deadline::closed()),
         },
     };
     tracing::info!(uid = %uid, port = args.port, ro_port = ?args.ro_port, "stolon-proxy starting");
