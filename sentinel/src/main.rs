@@ -138,7 +138,8 @@ mod tests {
         assert!(matches!(read_spec(&bad), Err(StartError::InvalidSpec { .. })));
         let unknown = dir.join("unknown.json");
         std::fs::write(&unknown, r#"{"initMode":"new","bogus":1}"#).unwrap();
-        assert!(matches!(read_spec(&unknown), Err(StartError::InvalidSpec { .. })));
+        // Unknown fields are tolerated (warned about at start), as in Stolon.
+        assert_eq!(read_spec(&unknown).unwrap().unknown_fields(), vec!["bogus".to_string()]);
         assert!(matches!(read_spec(&dir.join("missing.json")), Err(StartError::ReadSpec { .. })));
         std::fs::remove_dir_all(&dir).unwrap();
     }
