@@ -357,6 +357,53 @@ async fn unreadable_clusterdata_stops_forwarding_until_it_is_readable_again() {
     }
 }
 
+/// A proxy that can read clusterdata but cannot publish its info (etcd's NOSPACE alarm: reads
+/// work, writes fail) is, for the sentinel, a silent proxy it stops waiting for after
+/// proxyTimeout; so the proxy must fence itself by then too, and not extend its deadline on the
+/// reads alone. Once it can publish again it serves again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_proxy_that_reads_but_cannot_publish_fences_itself() {
+    let dir = TestDir::new("pxnospace");
+    let etcd = Etcd::start_single(&dir).await;
+    let pa = StandalonePostgres::start(&dir, free_port()).await;
+    let st = stolon_tests::connect_store(&etcd.endpoints(), CLUSTER).await;
+    publish(&st, &cluster((pa.port(), pa.port()), Some("a"), 1, &["p1"])).await;
+    let px = start_proxy(&dir, &etcd.endpoints(), "p1", &[]);
+    wait_applied(&st, "p1", 1).await;
+    let kept = wait_until_desc("proxy up", Duration::from_secs(10), Duration::from_millis(100), || async {
+        connect("127.0.0.1", px.port, "postgres", None, "postgres").await
+    })
+    .await
+    .unwrap();
+
+    let mut client = etcd.client().await.unwrap();
+    let member = client.status().await.unwrap().header().unwrap().member_id();
+    let alarm = |action| {
+        let mut client = client.clone();
+        async move {
+            let mut opts = etcd_client::AlarmOptions::new();
+            opts.with_member(member);
+            client.alarm(action, etcd_client::AlarmType::Nospace, Some(opts)).await.unwrap();
+        }
+    };
+    alarm(etcd_client::AlarmAction::Activate).await;
+    assert!(st.get_cluster_data().await.unwrap().is_some(), "reads still work");
+    // proxyTimeout is 3s; the publish that failed first was sent at most one check interval
+    // (500ms) after the last one stored.
+    wait_until_desc("the proxy to fence itself", Duration::from_secs(6), Duration::from_millis(100), || async {
+        TcpStream::connect(("127.0.0.1", px.port)).await.is_err().then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", px.guard.log_tail(30)));
+    assert!(query_i64(&kept, "SELECT 1::bigint").await.is_err(), "connection must be closed when fenced");
+
+    alarm(etcd_client::AlarmAction::Deactivate).await;
+    let port = wait_until_desc("proxy to serve again", Duration::from_secs(15), Duration::from_millis(200), || server_port_via(px.port))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", px.guard.log_tail(30)));
+    assert_eq!(port, i64::from(pa.port()));
+}
+
 /// A proxy frozen (SIGSTOP) for longer than proxyTimeout while a client has a connection open:
 /// what the client sent during the freeze must not reach the backend when the proxy thaws,
 /// because a sentinel may have published a new master meanwhile (the proxy was silent for
