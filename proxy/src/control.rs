@@ -103,7 +103,7 @@ impl Control {
                 let deadline = self.deadline();
                 tokio::select! {
                     res = &mut check => break Some(res),
-                    _ = tokio::time::sleep_until(deadline), if !self.fenced => self.fence("store unreachable for proxyTimeout").await,
+                    _ = tokio::time::sleep_until(deadline), if !self.fenced => self.fence("no check passed for proxyTimeout (store unreachable, info not stored, or clusterdata unusable)").await,
                     _ = &mut shutdown => break None,
                 }
             };
@@ -135,7 +135,7 @@ impl Control {
             };
             match wake {
                 Wake::Tick => {}
-                Wake::Deadline => self.fence("store unreachable for proxyTimeout").await,
+                Wake::Deadline => self.fence("no check passed for proxyTimeout (store unreachable, info not stored, or clusterdata unusable)").await,
                 Wake::Shutdown => break,
             }
         }
@@ -273,7 +273,7 @@ impl Control {
         );
     }
 
-    /// Cut off from the store for proxyTimeout: close everything and, by default, stop listening.
+    /// No check passed for proxyTimeout: close everything and, by default, stop listening.
     async fn fence(&mut self, why: &str) {
         tracing::warn!(reason = why, "fencing: closing all connections");
         self.fenced = true;
@@ -284,7 +284,7 @@ impl Control {
             self.rw_listener = None;
             self.ro_listener = None;
             self.metrics.listening.store(false, Ordering::Relaxed);
-            tracing::warn!("stopped listening until the store is reachable again");
+            tracing::warn!("stopped listening until a check passes again");
         }
         self.watch = None;
     }

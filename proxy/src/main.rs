@@ -64,7 +64,8 @@ struct Args {
     #[arg(long, default_value = "2s", value_parser = stolon_common::cli::parse_duration, value_name = "DURATION")]
     backend_connect_timeout: Duration,
     /// On SIGTERM, how long forwarded connections may drain before they are closed; never longer
-    /// than proxyTimeout after the last store check (past it a failover could go unfenced).
+    /// than the fencing deadline (proxyTimeout after the last passed check; past it a failover
+    /// could go unfenced).
     #[arg(long, default_value = "10s", value_parser = stolon_common::cli::parse_duration, value_name = "DURATION")]
     shutdown_timeout: Duration,
 }
