@@ -343,6 +343,16 @@ mod tests {
         }
     }
 
+    /// A newer writer's spec field does not make clusterdata unreadable (it is kept and named).
+    #[test]
+    fn clusterdata_with_an_unknown_spec_field_is_readable() {
+        let mut doc: serde_json::Value = serde_json::from_slice(&sample().to_json()).unwrap();
+        doc["cluster"]["spec"]["fancyNewSetting"] = serde_json::json!(true);
+        let cd = ClusterData::from_json(doc.to_string().as_bytes()).unwrap();
+        assert_eq!(cd.cluster.spec.unknown_fields(), vec!["fancyNewSetting".to_string()]);
+        assert_eq!(cd.cluster.spec.fail_interval(), std::time::Duration::from_secs(10));
+    }
+
     #[test]
     fn corrupt_and_newer_are_told_apart() {
         assert!(matches!(ClusterData::from_json(b"{not json"), Err(DataError::Corrupt { .. })));

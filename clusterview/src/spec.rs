@@ -5,9 +5,12 @@
 //! default). Our defaults are faster than Stolon's (see `DEFAULTS` and README "Cluster spec"),
 //! because a 20 s failure detection is slower than our users want; each one is documented below.
 //!
-//! `ClusterSpec::parse` rejects unknown fields, wrong types and negative durations with the JSON
-//! path of the offending field; `validate` rejects values that are individually fine but
-//! inconsistent together (e.g. `proxyCheckInterval >= proxyTimeout`).
+//! `ClusterSpec::parse` rejects wrong types and negative durations with the JSON path of the
+//! offending field; `validate` rejects values that are individually fine but inconsistent together
+//! (e.g. `proxyCheckInterval >= proxyTimeout`). Unknown fields are *not* errors, as in Stolon: a
+//! newer version's field must not make an older keeper, sentinel or proxy unable to read the
+//! cluster during a rolling upgrade (a proxy that cannot read clusterdata fences itself). They are
+//! kept, written back unchanged, and named by `unknown_fields` so every component can warn.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -57,7 +60,7 @@ pub enum SuReplAccessMode {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct NewConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locale: Option<String>,
@@ -65,24 +68,35 @@ pub struct NewConfig {
     pub encoding: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_checksums: Option<bool>,
+    /// Fields this version does not know (a newer version's, or a typo), kept and written back
+    /// unchanged; see `ClusterSpec::unknown_fields`.
+    #[serde(flatten)]
+    pub unknown: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ExistingConfig {
     #[serde(rename = "keeperUID", default)]
     pub keeper_uid: String,
+    /// Fields this version does not know (a newer version's, or a typo), kept and written back
+    /// unchanged; see `ClusterSpec::unknown_fields`.
+    #[serde(flatten)]
+    pub unknown: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct ArchiveRecoverySettings {
     #[serde(default)]
     pub restore_command: String,
+    /// Fields this version does not know (a newer version's, or a typo), kept and written back
+    /// unchanged; see `ClusterSpec::unknown_fields`.
+    #[serde(flatten)]
+    pub unknown: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct RecoveryTargetSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery_target: Option<String>,
@@ -96,10 +110,14 @@ pub struct RecoveryTargetSettings {
     pub recovery_target_xid: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery_target_timeline: Option<String>,
+    /// Fields this version does not know (a newer version's, or a typo), kept and written back
+    /// unchanged; see `ClusterSpec::unknown_fields`.
+    #[serde(flatten)]
+    pub unknown: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct PitrConfig {
     #[serde(default)]
     pub data_restore_command: String,
@@ -107,10 +125,14 @@ pub struct PitrConfig {
     pub archive_recovery_settings: Option<ArchiveRecoverySettings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery_target_settings: Option<RecoveryTargetSettings>,
+    /// Fields this version does not know (a newer version's, or a typo), kept and written back
+    /// unchanged; see `ClusterSpec::unknown_fields`.
+    #[serde(flatten)]
+    pub unknown: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct StandbySettings {
     #[serde(default)]
     pub primary_conninfo: String,
@@ -118,20 +140,28 @@ pub struct StandbySettings {
     pub primary_slot_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery_min_apply_delay: Option<String>,
+    /// Fields this version does not know (a newer version's, or a typo), kept and written back
+    /// unchanged; see `ClusterSpec::unknown_fields`.
+    #[serde(flatten)]
+    pub unknown: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct StandbyConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub standby_settings: Option<StandbySettings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archive_recovery_settings: Option<ArchiveRecoverySettings>,
+    /// Fields this version does not know (a newer version's, or a typo), kept and written back
+    /// unchanged; see `ClusterSpec::unknown_fields`.
+    #[serde(flatten)]
+    pub unknown: BTreeMap<String, serde_json::Value>,
 }
 
 /// The operator's cluster spec as stored in clusterdata. `None` means "use the default".
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct ClusterSpec {
     #[serde(default, with = "crate::duration::opt", skip_serializing_if = "Option::is_none")]
     pub sleep_interval: Option<Duration>,
@@ -195,6 +225,10 @@ pub struct ClusterSpec {
     pub pg_hba: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub automatic_pg_restart: Option<bool>,
+    /// Fields this version does not know (a newer version's, or a typo), kept and written back
+    /// unchanged; see `ClusterSpec::unknown_fields`.
+    #[serde(flatten)]
+    pub unknown: BTreeMap<String, serde_json::Value>,
 }
 
 /// Declares, once, each defaulted field's effective-value accessor and its default. The accessor
@@ -302,6 +336,27 @@ impl ClusterSpec {
     /// The defaults alone (no initMode: the operator must always choose it).
     pub fn defaults() -> ClusterSpec {
         ClusterSpec::default().with_defaults()
+    }
+
+    /// The fields this version does not know, as dotted paths (`newConfig.icuRules`), sorted:
+    /// what the sentinel and keeper log and stolonctl prints as a warning.
+    pub fn unknown_fields(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.unknown.keys().cloned().collect();
+        let mut nested = |prefix: &str, unknown: Option<&BTreeMap<String, serde_json::Value>>| {
+            out.extend(unknown.into_iter().flat_map(|u| u.keys()).map(|k| format!("{prefix}.{k}")));
+        };
+        nested("newConfig", self.new_config.as_ref().map(|c| &c.unknown));
+        nested("existingConfig", self.existing_config.as_ref().map(|c| &c.unknown));
+        let pitr = self.pitr_config.as_ref();
+        nested("pitrConfig", pitr.map(|c| &c.unknown));
+        nested("pitrConfig.archiveRecoverySettings", pitr.and_then(|c| c.archive_recovery_settings.as_ref()).map(|c| &c.unknown));
+        nested("pitrConfig.recoveryTargetSettings", pitr.and_then(|c| c.recovery_target_settings.as_ref()).map(|c| &c.unknown));
+        let standby = self.standby_config.as_ref();
+        nested("standbyConfig", standby.map(|c| &c.unknown));
+        nested("standbyConfig.standbySettings", standby.and_then(|c| c.standby_settings.as_ref()).map(|c| &c.unknown));
+        nested("standbyConfig.archiveRecoverySettings", standby.and_then(|c| c.archive_recovery_settings.as_ref()).map(|c| &c.unknown));
+        out.sort();
+        out
     }
 
     /// Checks the effective values (explicit or default) for consistency.

@@ -45,6 +45,18 @@ pub enum CtlError {
 
 const CAS_ATTEMPTS: u32 = 5;
 
+/// Fields this version does not know are stored as given (a newer component may use them), but
+/// the operator hears of them: a typo would otherwise pass silently.
+fn warn_unknown_fields(spec: &ClusterSpec) {
+    let unknown = spec.unknown_fields();
+    if !unknown.is_empty() {
+        eprintln!(
+            "warning: cluster spec fields unknown to this stolonctl, stored as given but ignored by components that do not know them: {} (check their spelling)",
+            unknown.join(", ")
+        );
+    }
+}
+
 pub async fn run(cli: Cli) -> Result<(), CtlError> {
     let config = cli.common.store_config()?;
     let prefix = config.prefix.clone();
@@ -54,6 +66,7 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
         Cmd::Init { input, yes } => {
             let text = read_input(&input)?.unwrap_or_else(|| r#"{"initMode":"new"}"#.to_string());
             let spec = ClusterSpec::parse_valid(&text)?;
+            warn_unknown_fields(&spec);
             let store = Store::connect(&config).await?;
             init(&store, spec, yes, &cluster).await
         }
@@ -81,12 +94,15 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
             let text = read_input(&input)?.ok_or(CtlError::NoInput)?;
             if !patch {
                 // A full replacement can be checked before connecting.
-                ClusterSpec::parse_valid(&text)?;
+                warn_unknown_fields(&ClusterSpec::parse_valid(&text)?);
             }
             let store = Store::connect(&config).await?;
             modify(&store, &cluster, &prefix, |cd| {
                 let new_spec = if patch { cd.cluster.spec.patched(&text)? } else { ClusterSpec::parse(&text)? };
                 new_spec.validate()?;
+                if patch {
+                    warn_unknown_fields(&new_spec);
+                }
                 cd.cluster.spec = new_spec;
                 Ok(())
             })

@@ -88,6 +88,11 @@ impl Keeper {
     async fn read_cluster_data(&mut self) -> StoreState {
         let state = match self.store.get_cluster_data().await {
             Ok(Some(v)) => {
+                let unknown = v.value.cluster.spec.unknown_fields();
+                let before = self.last_cd.as_ref().map(|cd| cd.cluster.spec.unknown_fields()).unwrap_or_default();
+                if !unknown.is_empty() && unknown != before {
+                    tracing::warn!(fields = ?unknown, "cluster spec fields unknown to this keeper are ignored (set by a newer version, or misspelled)");
+                }
                 self.last_cd = Some(v.value);
                 StoreState::Fresh
             }

@@ -6,7 +6,14 @@
 //! closed and waited for *before* the ProxyInfo with the new generation is published, because
 //! that publication is what lets the sentinel publish a new master. A store blip shorter than
 //! `proxyTimeout` changes nothing: connections stay up.
+//!
+//! A check passes only when clusterdata was read, understood (parsed, known format, valid spec)
+//! *and* the ProxyInfo was stored; only then does the fencing deadline move (`fencing`), as in
+//! Stolon's proxy. Clusterdata the proxy cannot use stops forwarding at once (the master it
+//! names may no longer be the one a sentinel of another version elected) and, as nothing
+//! passes, the proxy fences itself after proxyTimeout.
 
+use crate::fencing::{Deadline, Watchdog};
 use crate::listener::{self, ConnSettings, Listening, RoState, RwState};
 use crate::metrics::ProxyMetrics;
 use crate::route;
@@ -42,10 +49,12 @@ pub struct Control {
     rw_listener: Option<Listening>,
     ro_listener: Option<Listening>,
     publisher: InfoPublisher,
-    /// Timings from the cluster spec; defaults until clusterdata is read.
+    /// From the cluster spec; the default until clusterdata is read.
     check_interval: Duration,
-    proxy_timeout: Duration,
-    last_ok: Option<Instant>,
+    /// The proxyTimeout in force and the last check that passed.
+    watchdog: Watchdog,
+    /// The watchdog's deadline, shared with the accept loops and forwarded connections.
+    gate: Arc<Deadline>,
     fenced: bool,
     watch: Option<ClusterDataWatch>,
     /// The epoch of a master change whose connections had not all closed when `set_rw` stopped
@@ -61,7 +70,8 @@ impl Control {
         let publisher = InfoPublisher::new(&store, InfoKind::Proxy, &config.uid, info_ttl(&defaults));
         Control {
             rw: watch::channel(RwState::closed()).0,
-            ro: watch::channel(RoState { backends: vec![], valid_until: Instant::now() }).0,
+            ro: watch::channel(RoState { backends: vec![] }).0,
+            gate: config.conn.deadline.clone(),
             config,
             store,
             metrics,
@@ -69,8 +79,7 @@ impl Control {
             ro_listener: None,
             publisher,
             check_interval: defaults.proxy_check_interval(),
-            proxy_timeout,
-            last_ok: None,
+            watchdog: Watchdog::new(proxy_timeout),
             fenced: true,
             watch: None,
             draining: None,
@@ -94,7 +103,7 @@ impl Control {
                 let deadline = self.deadline();
                 tokio::select! {
                     res = &mut check => break Some(res),
-                    _ = tokio::time::sleep_until(deadline), if !self.fenced => self.fence("store unreachable for proxyTimeout").await,
+                    _ = tokio::time::sleep_until(deadline), if !self.fenced => self.fence("no check passed for proxyTimeout (store unreachable, info not stored, or clusterdata unusable)").await,
                     _ = &mut shutdown => break None,
                 }
             };
@@ -102,21 +111,13 @@ impl Control {
             match result {
                 Ok(Some((cd, keepers))) => self.apply(&cd, &keepers).await,
                 Ok(None) => {
-                    // Reachable store, no cluster: nothing to forward to, but the store is fine.
+                    // Reachable store, no cluster: nothing to forward to, but the store is fine
+                    // and there is no master any sentinel could have published.
                     tracing::warn!("no clusterdata: cluster not initialized (stolonctl init)");
-                    self.mark_ok();
                     self.set_rw(None).await;
+                    self.passed(Instant::now(), self.watchdog.timeout());
                 }
-                Err(StoreError::Data(err)) => {
-                    // The store answers, so this is no partition: keep the last good routing.
-                    // No sentinel writes over data it cannot read, so no new master can have
-                    // been published meanwhile.
-                    tracing::error!(error = %err, "clusterdata unreadable; keeping the last good state");
-                    self.mark_ok();
-                    let deadline = self.deadline();
-                    self.rw.send_modify(|s| s.valid_until = deadline);
-                    self.ro.send_modify(|s| s.valid_until = deadline);
-                }
+                Err(StoreError::Data(err)) => self.unusable(&err.to_string()).await,
                 Err(err) => tracing::warn!(error = %err, "store check failed"),
             }
             if !self.fenced && self.listeners_wanted() {
@@ -134,7 +135,7 @@ impl Control {
             };
             match wake {
                 Wake::Tick => {}
-                Wake::Deadline => self.fence("store unreachable for proxyTimeout").await,
+                Wake::Deadline => self.fence("no check passed for proxyTimeout (store unreachable, info not stored, or clusterdata unusable)").await,
                 Wake::Shutdown => break,
             }
         }
@@ -148,18 +149,35 @@ impl Control {
         Ok(drain_until)
     }
 
+    /// The fencing deadline; now when no check has passed yet.
     fn deadline(&self) -> Instant {
-        self.last_ok.map(|t| t + self.proxy_timeout).unwrap_or_else(Instant::now)
+        self.watchdog.deadline().unwrap_or_else(Instant::now)
     }
 
-    fn mark_ok(&mut self) {
-        let now = Instant::now();
-        self.last_ok = Some(now);
+    /// A check passed: a ProxyInfo sent at `sent_at` and advertising `timeout` was stored (or
+    /// there is no clusterdata at all). Moves the deadline.
+    fn passed(&mut self, sent_at: Instant, timeout: Duration) {
+        self.watchdog.published(sent_at, timeout);
+        self.gate.set(self.deadline());
         self.fenced = false;
+        self.metrics.proxy_timeout_ms.store(timeout.as_millis() as u64, Ordering::Relaxed);
         if let Ok(mut t) = self.metrics.last_check.lock() {
-            *t = Some(now);
+            *t = Some(sent_at);
         }
         self.metrics.last_check_success_unix.store(Utc::now().timestamp().max(0) as u64, Ordering::Relaxed);
+    }
+
+    /// Clusterdata this proxy cannot use (corrupt, newer format, invalid spec): the check fails.
+    /// Forward nothing from now on: the master it last knew may have been replaced by a sentinel
+    /// that writes what this version cannot read. The deadline does not move, so the proxy
+    /// fences itself (stops listening) after proxyTimeout, as for an unreachable store.
+    async fn unusable(&mut self, why: &str) {
+        tracing::error!(
+            error = why,
+            "clusterdata unusable: not forwarding, fencing after proxyTimeout (upgrade this proxy, or fix clusterdata: `stolonctl clusterdata read`)"
+        );
+        self.set_rw(None).await;
+        self.ro.send_modify(|state| *state = listener::next_ro_state(state, vec![]));
     }
 
     fn listeners_wanted(&self) -> bool {
@@ -181,18 +199,20 @@ impl Control {
         Ok(())
     }
 
-    /// Applies fresh clusterdata, then publishes the generation applied.
+    /// Applies fresh clusterdata, then publishes the generation applied; the check passes only
+    /// once that publication was stored.
     async fn apply(&mut self, cd: &ClusterData, keepers: &BTreeMap<String, KeeperInfo>) {
         let spec = &cd.cluster.spec;
+        if let Err(err) = spec.validate() {
+            return self.unusable(&err.to_string()).await;
+        }
         self.check_interval = spec.proxy_check_interval();
-        self.proxy_timeout = spec.proxy_timeout();
-        self.metrics.proxy_timeout_ms.store(self.proxy_timeout.as_millis() as u64, Ordering::Relaxed);
-        self.mark_ok();
+        // Adopted (for the deadline) only once an info advertising it is stored.
+        let proxy_timeout = spec.proxy_timeout();
         self.set_rw(route::rw_target(cd, &self.config.uid)).await;
         if self.config.ro_addr.is_some() {
             let wanted = route::ro_targets(cd, keepers);
-            let deadline = self.deadline();
-            self.ro.send_modify(|state| *state = listener::next_ro_state(state, wanted, deadline));
+            self.ro.send_modify(|state| *state = listener::next_ro_state(state, wanted));
         }
         if let Some(epoch) = self.draining.take() {
             if Arc::strong_count(&epoch) > 1 {
@@ -210,33 +230,33 @@ impl Control {
             info_uid: clusterview::new_info_uid(),
             uid: self.config.uid.clone(),
             generation: Some(cd.proxy.generation),
-            proxy_timeout: self.proxy_timeout,
+            proxy_timeout,
         };
         self.publisher.set_ttl(info_ttl(spec));
         // Bounded by the fencing deadline: a store that vanishes right after the read must not
         // hold this loop (each store request may take --store-timeout, longer than
-        // proxyTimeout) past the moment it has to close every connection.
-        let deadline = self.deadline();
-        match tokio::time::timeout_at(deadline, self.publisher.publish(&info)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => tracing::warn!(error = %err, "cannot publish proxy info"),
-            Err(_) => tracing::warn!("publishing the proxy info outlasted proxyTimeout"),
+        // proxyTimeout) past the moment it has to close every connection. A fenced proxy has
+        // nothing to close and may wait one proxyTimeout.
+        let sent_at = Instant::now();
+        let bound = if self.fenced { sent_at + proxy_timeout } else { self.deadline() };
+        match tokio::time::timeout_at(bound, self.publisher.publish(&info)).await {
+            Ok(Ok(())) => self.passed(sent_at, proxy_timeout),
+            Ok(Err(err)) => return tracing::warn!(error = %err, "cannot publish proxy info: check failed, the fencing deadline stays"),
+            Err(_) => return tracing::warn!("publishing the proxy info outlasted proxyTimeout: check failed"),
         }
         if self.watch.is_none() {
-            self.watch = tokio::time::timeout_at(deadline, self.store.watch_cluster_data(0)).await.ok().and_then(Result::ok);
+            self.watch = tokio::time::timeout_at(self.deadline(), self.store.watch_cluster_data(0)).await.ok().and_then(Result::ok);
         }
     }
 
     /// Switches the read-write target; on any change of master, closes every forwarded
     /// connection of the old epoch and waits for them to be gone.
     async fn set_rw(&mut self, backend: Option<route::Backend>) {
-        let deadline = self.deadline();
         let current = self.rw.borrow().backend.clone();
         if current == backend {
-            self.rw.send_modify(|s| s.valid_until = deadline);
             return;
         }
-        let next = RwState { backend: backend.clone(), cancel: tokio_util::sync::CancellationToken::new(), epoch: Arc::new(()), valid_until: deadline };
+        let next = RwState { backend: backend.clone(), cancel: tokio_util::sync::CancellationToken::new(), epoch: Arc::new(()) };
         let old = self.rw.send_replace(next);
         old.cancel.cancel();
         if !wait_epoch_closed(&old.epoch).await {
@@ -253,17 +273,18 @@ impl Control {
         );
     }
 
-    /// Cut off from the store for proxyTimeout: close everything and, by default, stop listening.
+    /// No check passed for proxyTimeout: close everything and, by default, stop listening.
     async fn fence(&mut self, why: &str) {
         tracing::warn!(reason = why, "fencing: closing all connections");
         self.fenced = true;
+        self.gate.close();
         self.set_rw(None).await;
-        self.ro.send_modify(|state| *state = listener::next_ro_state(state, vec![], Instant::now()));
+        self.ro.send_modify(|state| *state = listener::next_ro_state(state, vec![]));
         if self.config.stop_listening {
             self.rw_listener = None;
             self.ro_listener = None;
             self.metrics.listening.store(false, Ordering::Relaxed);
-            tracing::warn!("stopped listening until the store is reachable again");
+            tracing::warn!("stopped listening until a check passes again");
         }
         self.watch = None;
     }

@@ -5,6 +5,7 @@
 //! tokens, never by walking a list: every read-write connection holds its epoch's token, every
 //! read-only connection its backend's token.
 
+use crate::fencing::Deadline;
 use crate::forward::{Ended, Forward, Keepalive};
 use crate::metrics::PortMetrics;
 use crate::route::Backend;
@@ -16,7 +17,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -28,14 +28,11 @@ pub struct RwState {
     pub cancel: CancellationToken,
     /// Held by every connection of the epoch; the control loop waits for the count to drop.
     pub epoch: Arc<()>,
-    /// New connections are refused after this instant (the watchdog deadline), even if the
-    /// control loop has not run yet, e.g. right after the process was frozen.
-    pub valid_until: Instant,
 }
 
 impl RwState {
     pub fn closed() -> RwState {
-        RwState { backend: None, cancel: CancellationToken::new(), epoch: Arc::new(()), valid_until: Instant::now() }
+        RwState { backend: None, cancel: CancellationToken::new(), epoch: Arc::new(()) }
     }
 }
 
@@ -50,7 +47,6 @@ pub struct RoBackend {
 #[derive(Clone)]
 pub struct RoState {
     pub backends: Vec<Arc<RoBackend>>,
-    pub valid_until: Instant,
 }
 
 /// What every connection needs besides its routing.
@@ -59,6 +55,9 @@ pub struct ConnSettings {
     pub connect_timeout: Duration,
     pub keepalive: Option<Keepalive>,
     pub tracker: TaskTracker,
+    /// The fencing deadline: new connections are refused, and open ones copy nothing, once it
+    /// has passed, even if the control loop has not run yet (e.g. right after a freeze).
+    pub deadline: Arc<Deadline>,
 }
 
 /// A bound listener running its accept loop; dropping it stops listening.
@@ -81,7 +80,7 @@ pub async fn listen_rw(
         loop {
             let (client, peer) = accept(&listener, &metrics).await;
             let current = state.borrow().clone();
-            let Some(backend) = current.backend.filter(|_| Instant::now() < current.valid_until) else {
+            let Some(backend) = current.backend.filter(|_| settings.deadline.is_open()) else {
                 metrics.refused.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(client = %peer, "no master: connection refused");
                 continue;
@@ -92,6 +91,7 @@ pub async fn listen_rw(
                 connect_timeout: settings.connect_timeout,
                 keepalive: settings.keepalive,
                 cancel: current.cancel.clone(),
+                deadline: settings.deadline.clone(),
                 metrics: metrics.clone(),
             };
             let metrics = metrics.clone();
@@ -117,7 +117,7 @@ pub async fn listen_ro(
             let (client, peer) = accept(&listener, &metrics).await;
             let current = state.borrow().clone();
             // Fewest active connections first; ties go to the first in db uid order.
-            let chosen = if Instant::now() < current.valid_until {
+            let chosen = if settings.deadline.is_open() {
                 current.backends.iter().min_by_key(|b| b.active.load(Ordering::Relaxed)).cloned()
             } else {
                 None
@@ -135,6 +135,7 @@ pub async fn listen_ro(
                 connect_timeout: settings.connect_timeout,
                 keepalive: settings.keepalive,
                 cancel: target.cancel.clone(),
+                deadline: settings.deadline.clone(),
                 metrics: metrics.clone(),
             };
             let metrics = metrics.clone();
@@ -176,7 +177,7 @@ async fn run_counted(forward: Forward, metrics: &PortMetrics) -> Ended {
 
 /// Builds the next read-only state, keeping the counters and tokens of backends that stay and
 /// cancelling the connections of backends that left.
-pub fn next_ro_state(previous: &RoState, wanted: Vec<Backend>, valid_until: Instant) -> RoState {
+pub fn next_ro_state(previous: &RoState, wanted: Vec<Backend>) -> RoState {
     let mut old: HashMap<&Backend, &Arc<RoBackend>> = previous.backends.iter().map(|b| (&b.backend, b)).collect();
     let backends: Vec<Arc<RoBackend>> = wanted
         .into_iter()
@@ -188,5 +189,5 @@ pub fn next_ro_state(previous: &RoState, wanted: Vec<Backend>, valid_until: Inst
     for gone in old.values() {
         gone.cancel.cancel();
     }
-    RoState { backends, valid_until }
+    RoState { backends }
 }

@@ -2,13 +2,15 @@
 //!
 //! - `route`: pure routing rules (read-write target, read-only candidates);
 //! - `control`: the loop that checks the store, applies routing, publishes the ProxyInfo and
-//!   fences the proxy when the store is gone for `proxyTimeout`;
+//!   fences the proxy when no check has passed for `proxyTimeout`;
+//! - `fencing`: the fencing deadline (when it moves, and its shared copy checked per chunk);
 //! - `listener`: accept loops of the read-write and read-only ports;
 //! - `forward`: forwarding one connection with bounded memory;
 //! - `metrics`: counters, `/metrics` and `/health`.
 #![forbid(unsafe_code)]
 
 mod control;
+mod fencing;
 mod forward;
 mod listener;
 mod metrics;
@@ -62,7 +64,8 @@ struct Args {
     #[arg(long, default_value = "2s", value_parser = stolon_common::cli::parse_duration, value_name = "DURATION")]
     backend_connect_timeout: Duration,
     /// On SIGTERM, how long forwarded connections may drain before they are closed; never longer
-    /// than proxyTimeout after the last store check (past it a failover could go unfenced).
+    /// than the fencing deadline (proxyTimeout after the last passed check; past it a failover
+    /// could go unfenced).
     #[arg(long, default_value = "10s", value_parser = stolon_common::cli::parse_duration, value_name = "DURATION")]
     shutdown_timeout: Duration,
 }
@@ -116,6 +119,7 @@ async fn run(args: Args) -> Result<(), ProxyError> {
                 count: args.tcp_keepalive_count,
             }),
             tracker: tracker.clone(),
+            deadline: Arc::new(fencing::Deadline::closed()),
         },
     };
     tracing::info!(uid = %uid, port = args.port, ro_port = ?args.ro_port, "stolon-proxy starting");

@@ -33,7 +33,9 @@ struct Args {
     #[arg(long, value_name = "UID")]
     uid: Option<String>,
     /// Cluster spec (JSON file) to initialize the cluster with when it has no clusterdata yet;
-    /// ignored once clusterdata exists. An invalid spec stops the sentinel at start-up.
+    /// ignored once clusterdata exists. An invalid spec stops the sentinel at start-up. Never
+    /// used while a keeper reports existing data (a db uid or a system id): a lost or renamed
+    /// clusterdata key is not turned into an empty cluster; use `stolonctl init` then.
     #[arg(long, value_name = "FILE")]
     initial_cluster_spec: Option<PathBuf>,
 }
@@ -72,6 +74,9 @@ async fn start(args: Args) -> Result<(), StartError> {
         Some(path) => Some(read_spec(path)?),
         None => None,
     };
+    if let Some(unknown) = initial_spec.as_ref().map(ClusterSpec::unknown_fields).filter(|u| !u.is_empty()) {
+        tracing::warn!(fields = ?unknown, "--initial-cluster-spec has fields unknown to this sentinel; they are kept but ignored (check their spelling)");
+    }
     let uid = match args.uid {
         Some(uid) if valid_uid(&uid) => uid,
         Some(uid) => return Err(StartError::InvalidUid(uid)),
@@ -133,7 +138,8 @@ mod tests {
         assert!(matches!(read_spec(&bad), Err(StartError::InvalidSpec { .. })));
         let unknown = dir.join("unknown.json");
         std::fs::write(&unknown, r#"{"initMode":"new","bogus":1}"#).unwrap();
-        assert!(matches!(read_spec(&unknown), Err(StartError::InvalidSpec { .. })));
+        // Unknown fields are tolerated (warned about at start), as in Stolon.
+        assert_eq!(read_spec(&unknown).unwrap().unknown_fields(), vec!["bogus".to_string()]);
         assert!(matches!(read_spec(&dir.join("missing.json")), Err(StartError::ReadSpec { .. })));
         std::fs::remove_dir_all(&dir).unwrap();
     }

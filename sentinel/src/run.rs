@@ -9,7 +9,9 @@
 //! Safety (DESIGN §2.1, §2.5): deciding stops at once when the leadership may be lost (the round
 //! is raced against `Leadership::lost` and the lease is checked again right before writing); each
 //! new term starts from an empty memory, so it waits a full `failInterval` of fresh evidence.
-//! Corrupt clusterdata is never overwritten; an unreachable store is logged and retried.
+//! Corrupt clusterdata is never overwritten; an unreachable store is logged and retried. Every
+//! write compares this sentinel's election key in the same transaction (a stale leader cannot
+//! write). `--initial-cluster-spec` creates clusterdata only when no keeper reports existing data.
 
 use crate::campaign::{self, CampaignLink};
 use crate::decide::{decide, observe, Memory, Observed};
@@ -66,6 +68,10 @@ struct Sentinel {
     /// `Some` while leading: the memory of this term.
     memory: Option<Memory>,
     reporter: Reporter,
+    /// Spec fields this version does not know, as last logged (logged again only on a change).
+    unknown_spec_fields: Vec<String>,
+    /// Since when this leader has seen no clusterdata (for `--initial-cluster-spec`).
+    absent_since: Option<Instant>,
 }
 
 /// Runs until `shutdown` resolves, then resigns and withdraws the info.
@@ -84,6 +90,8 @@ pub async fn run(store: Store, config: Config, metrics: Arc<Metrics>, shutdown: 
         ttl_tx,
         memory: None,
         reporter: Reporter::default(),
+        unknown_spec_fields: Vec::new(),
+        absent_since: None,
     };
     let mut leadership: Option<Leadership> = None;
     let mut next_tick = Instant::now();
@@ -161,9 +169,14 @@ impl Sentinel {
 
     /// One tick: read clusterdata, publish the info, and decide when leading.
     async fn tick(&mut self, leadership: Option<&Leadership>) {
-        let cd = self.read_cluster_data().await;
+        let cd = self.read_cluster_data(leadership).await;
         if let Some(cd) = &cd {
             self.apply_timing(Timing::of(&cd.value.cluster.spec));
+            let unknown = cd.value.cluster.spec.unknown_fields();
+            if !unknown.is_empty() && unknown != self.unknown_spec_fields {
+                warn!(fields = ?unknown, "cluster spec fields unknown to this sentinel are ignored (set by a newer version, or misspelled); they are kept in clusterdata");
+            }
+            self.unknown_spec_fields = unknown;
         }
         self.publish_info().await;
         match (leadership, cd) {
@@ -172,13 +185,20 @@ impl Sentinel {
         }
     }
 
-    /// Clusterdata, creating it from `--initial-cluster-spec` when absent. `None` when there is
-    /// none, it is unusable, or the store cannot be read (all logged).
-    async fn read_cluster_data(&mut self) -> Option<Versioned<ClusterData>> {
-        match self.store.get_cluster_data().await {
+    /// Clusterdata, creating it from `--initial-cluster-spec` when absent (see `initialize`).
+    /// `None` when there is none, it is unusable, or the store cannot be read (all logged).
+    async fn read_cluster_data(&mut self, leadership: Option<&Leadership>) -> Option<Versioned<ClusterData>> {
+        let read = self.store.get_cluster_data().await;
+        if !matches!(read, Ok(None)) {
+            self.absent_since = None;
+        }
+        match read {
             Ok(Some(cd)) => Some(cd),
             Ok(None) => {
-                self.initialize().await;
+                match leadership.filter(|l| l.is_valid()) {
+                    Some(l) => self.initialize(l).await,
+                    None => self.absent_since = None,
+                }
                 None
             }
             Err(StoreError::Data(err)) => {
@@ -192,13 +212,35 @@ impl Sentinel {
         }
     }
 
-    async fn initialize(&mut self) {
+    /// Creates clusterdata from `--initial-cluster-spec`, by the leader only, and only when it is
+    /// surely a new cluster (DESIGN §2.4: a lost or renamed clusterdata key never turns into an
+    /// empty cluster by itself): no keeper info under this cluster's prefix reports existing data
+    /// (a db uid or a system id), after waiting one info TTL with no clusterdata so that every
+    /// running keeper has published since, e.g., an emptied etcd came back.
+    async fn initialize(&mut self, leadership: &Leadership) {
         let Some(spec) = self.config.initial_spec.clone() else {
             debug!("no clusterdata yet; waiting for `stolonctl init` (or start with --initial-cluster-spec)");
             return;
         };
+        let since = *self.absent_since.get_or_insert_with(Instant::now);
+        let keepers = match self.store.list_infos::<KeeperInfo>(InfoKind::Keeper).await {
+            Ok(infos) => infos,
+            Err(err) => return warn!(error = %err, "cannot list keeper infos; not initializing the cluster this tick"),
+        };
+        let with_data = keepers_with_data(&keepers);
+        if !with_data.is_empty() {
+            return error!(
+                keepers = ?with_data,
+                "no clusterdata, but these keepers report existing data: not initializing a new, empty cluster from \
+                 --initial-cluster-spec. If clusterdata was lost, restore it (`stolonctl clusterdata write`); if a new \
+                 cluster over this data is really wanted, run `stolonctl init` and confirm"
+            );
+        }
+        if since.elapsed() < self.timing.ttl {
+            return debug!(waited = ?since.elapsed(), "no clusterdata; waiting one info TTL for keepers to report before initializing");
+        }
         let cd = ClusterData::new_initializing(spec, Utc::now());
-        match self.store.put_cluster_data(&cd, Expect::Absent).await {
+        match self.store.put_cluster_data_as_leader(&cd, Expect::Absent, leadership).await {
             Ok(_) => info!(cluster_uid = %cd.cluster.uid, "cluster initialized from --initial-cluster-spec"),
             Err(StoreError::Conflict) => debug!("clusterdata was created meanwhile by someone else"),
             Err(err) => warn!(error = %err, "cannot create clusterdata; retrying next tick"),
@@ -252,12 +294,13 @@ impl Sentinel {
         if !leadership.is_valid() {
             return warn!("leadership may be lost; decision discarded");
         }
-        match self.store.put_cluster_data(&next, Expect::Revision(cd.revision)).await {
+        match self.store.put_cluster_data_as_leader(&next, Expect::Revision(cd.revision), leadership).await {
             Ok(_) => {
                 report::changes(&decision.events, &cd.value, &next);
                 self.succeeded(true);
             }
             Err(StoreError::Conflict) => info!("clusterdata changed meanwhile; deciding again next tick"),
+            Err(StoreError::NotLeader) => warn!("no longer the leader (election key gone); decision discarded"),
             Err(err) => warn!(error = %err, "cannot write clusterdata; retrying next tick"),
         }
     }
@@ -268,9 +311,46 @@ impl Sentinel {
     }
 }
 
+/// Keepers whose info reports existing data: a db uid (their dbstate.json) or a system id.
+fn keepers_with_data(keepers: &std::collections::BTreeMap<String, KeeperInfo>) -> Vec<String> {
+    keepers
+        .values()
+        .filter(|k| k.postgres_state.as_ref().is_some_and(|s| s.db_uid.is_some() || s.system_id.is_some()))
+        .map(|k| k.uid.clone())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keepers_with_data_are_those_reporting_a_db_uid_or_a_system_id() {
+        use clusterview::info::PostgresState;
+        let keeper = |uid: &str, state: Option<PostgresState>| KeeperInfo {
+            info_uid: "i".into(),
+            uid: uid.into(),
+            cluster_uid: None,
+            boot_uuid: "b".into(),
+            postgres_binary_version: None,
+            pg_listen_address: "h".into(),
+            pg_port: 1,
+            can_be_master: None,
+            can_be_synchronous_replica: None,
+            data_dir_missing: false,
+            postgres_state: state,
+        };
+        let infos: std::collections::BTreeMap<String, KeeperInfo> = [
+            keeper("empty", Some(PostgresState::default())),
+            keeper("none", None),
+            keeper("dbuid", Some(PostgresState { db_uid: Some("d".into()), ..Default::default() })),
+            keeper("sysid", Some(PostgresState { system_id: Some("7".into()), ..Default::default() })),
+        ]
+        .into_iter()
+        .map(|k| (k.uid.clone(), k))
+        .collect();
+        assert_eq!(keepers_with_data(&infos), vec!["dbuid".to_string(), "sysid".into()]);
+    }
 
     #[test]
     fn timing_follows_the_spec() {

@@ -1,5 +1,5 @@
 //! stolonctl end to end against a real etcd: init, status, spec, update, failkeeper, and the
-//! bad-input cases (malformed spec, unknown field, negative duration, unreachable etcd, wrong
+//! bad-input cases (malformed spec, unknown field accepted with a warning, negative duration, unreachable etcd, wrong
 //! cluster name): clear error, non-zero exit, nothing written.
 
 use serde_json::Value;
@@ -111,7 +111,6 @@ async fn bad_input_is_refused_and_nothing_is_written() {
     let ep = etcd.endpoints();
     let cases: &[(&str, &str)] = &[
         (r#"{"initMode":"new""#, "EOF"),
-        (r#"{"initMode":"new","bogus":true}"#, "bogus"),
         (r#"{"initMode":"new","failInterval":"-5s"}"#, "failInterval"),
         (r#"{"initMode":"new","proxyCheckInterval":"5s","proxyTimeout":"5s"}"#, "proxyCheckInterval"),
         (r#"{"initMode":"new","minSynchronousStandbys":2,"maxSynchronousStandbys":1}"#, "maxSynchronousStandbys"),
@@ -128,8 +127,15 @@ async fn bad_input_is_refused_and_nothing_is_written() {
     assert!(stderr(&out).contains("/nonexistent/spec.json"), "{}", stderr(&out));
     assert!(stolon_tests::connect_store(&ep, "c1").await.get_cluster_data_raw().await.unwrap().is_none(), "nothing was written");
 
+    // An unknown field (a newer version's, or a typo) is accepted with a warning naming it,
+    // and stored as given.
+    let out = ctl(&ep, "c1", &["init", r#"{"initMode":"new","bogus":true}"#]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("warning") && stderr(&out).contains("bogus"), "{}", stderr(&out));
+    let cd = stolon_tests::connect_store(&ep, "c1").await.get_cluster_data().await.unwrap().unwrap();
+    assert_eq!(cd.value.cluster.spec.unknown_fields(), vec!["bogus".to_string()]);
+
     // Wrong cluster name: a clear error, non-zero exit.
-    assert!(ctl(&ep, "c1", &["init"]).status.success());
     let out = ctl(&ep, "c2", &["status"]);
     assert!(!out.status.success());
     // The chart's init job relies on this wording to tell "not initialized" apart.

@@ -304,9 +304,66 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
+/// Clusterdata the proxy cannot use (corrupt JSON, a newer formatVersion, an invalid spec) fails
+/// its check, as in Stolon: the proxy stops forwarding (open connections closed, new ones
+/// refused) and, past proxyTimeout, fences itself; it must not keep routing to a master that a
+/// sentinel of another version may already have replaced. A good clusterdata brings it back.
 #[tokio::test(flavor = "multi_thread")]
-async fn corrupt_clusterdata_keeps_the_last_good_routing() {
+async fn unreadable_clusterdata_stops_forwarding_until_it_is_readable_again() {
     let dir = TestDir::new("pxcorrupt");
+    let etcd = Etcd::start_single(&dir).await;
+    let pa = StandalonePostgres::start(&dir, free_port()).await;
+    let st = stolon_tests::connect_store(&etcd.endpoints(), CLUSTER).await;
+    let good = cluster((pa.port(), pa.port()), Some("a"), 1, &["p1"]);
+    publish(&st, &good).await;
+    let px = start_proxy(&dir, &etcd.endpoints(), "p1", &[]);
+    wait_applied(&st, "p1", 1).await;
+    let mut good_json: serde_json::Value = serde_json::from_slice(&good.to_json()).unwrap();
+    let mut newer = good_json.clone();
+    newer["formatVersion"] = serde_json::json!(99);
+    let mut invalid = good_json.clone();
+    invalid["cluster"]["spec"]["proxyCheckInterval"] = serde_json::json!("10s");
+    let mut client = etcd.client().await.unwrap();
+    for (what, bad) in [("corrupt JSON", "{corrupt".to_string()), ("a newer format", newer.to_string()), ("an invalid spec", invalid.to_string())] {
+        let kept = wait_until_desc("proxy up", Duration::from_secs(10), Duration::from_millis(100), || async {
+            connect("127.0.0.1", px.port, "postgres", None, "postgres").await
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}\n{}", px.guard.log_tail(30)));
+        assert_eq!(query_i64(&kept, "SELECT 1::bigint").await.unwrap(), 1);
+        client.put(st.keys().cluster_data(), bad.as_str(), None).await.unwrap();
+        // Within proxyTimeout (3s) of the unreadable read: no forwarding at all.
+        wait_until_desc(&format!("{what}: the open connection to close"), Duration::from_secs(3), Duration::from_millis(100), || async {
+            query_i64(&kept, "SELECT 1::bigint").await.is_err().then_some(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", px.guard.log_tail(30)));
+        assert!(server_port_via(px.port).await.is_err(), "{what}: a new connection was forwarded");
+        // Past proxyTimeout the proxy has fenced itself: not listening, unhealthy.
+        wait_until_desc(&format!("{what}: the proxy to stop listening"), Duration::from_secs(6), Duration::from_millis(100), || async {
+            TcpStream::connect(("127.0.0.1", px.port)).await.is_err().then_some(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", px.guard.log_tail(30)));
+        assert!(health(px.metrics_port).await.contains(" 503 "), "{what}: a fenced proxy reports unhealthy");
+        assert!(px.guard.is_running());
+        // An operator restores a good clusterdata: forwarding resumes.
+        good_json["changeTime"] = serde_json::json!(Utc::now());
+        client.put(st.keys().cluster_data(), good_json.to_string(), None).await.unwrap();
+        let port = wait_until_desc(&format!("{what}: forwarding to resume"), Duration::from_secs(10), Duration::from_millis(100), || server_port_via(px.port))
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", px.guard.log_tail(30)));
+        assert_eq!(port, i64::from(pa.port()));
+    }
+}
+
+/// A proxy that can read clusterdata but cannot publish its info (etcd's NOSPACE alarm: reads
+/// work, writes fail) is, for the sentinel, a silent proxy it stops waiting for after
+/// proxyTimeout; so the proxy must fence itself by then too, and not extend its deadline on the
+/// reads alone. Once it can publish again it serves again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_proxy_that_reads_but_cannot_publish_fences_itself() {
+    let dir = TestDir::new("pxnospace");
     let etcd = Etcd::start_single(&dir).await;
     let pa = StandalonePostgres::start(&dir, free_port()).await;
     let st = stolon_tests::connect_store(&etcd.endpoints(), CLUSTER).await;
@@ -320,13 +377,91 @@ async fn corrupt_clusterdata_keeps_the_last_good_routing() {
     .unwrap();
 
     let mut client = etcd.client().await.unwrap();
-    client.put(st.keys().cluster_data(), "{corrupt", None).await.unwrap();
-    // Well past proxyTimeout (3s): the store answers, so nothing is fenced.
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(query_i64(&kept, "SELECT 1::bigint").await.unwrap(), 1, "{}", px.guard.log_tail(20));
-    assert_eq!(server_port_via(px.port).await.unwrap(), i64::from(pa.port()));
-    assert!(px.guard.is_running());
-    assert!(px.guard.log_tail(200).contains("keeping the last good state"));
+    let member = client.status().await.unwrap().header().unwrap().member_id();
+    let alarm = |action| {
+        let mut client = client.clone();
+        async move {
+            let mut opts = etcd_client::AlarmOptions::new();
+            opts.with_member(member);
+            client.alarm(action, etcd_client::AlarmType::Nospace, Some(opts)).await.unwrap();
+        }
+    };
+    alarm(etcd_client::AlarmAction::Activate).await;
+    assert!(st.get_cluster_data().await.unwrap().is_some(), "reads still work");
+    // proxyTimeout is 3s; the publish that failed first was sent at most one check interval
+    // (500ms) after the last one stored.
+    wait_until_desc("the proxy to fence itself", Duration::from_secs(6), Duration::from_millis(100), || async {
+        TcpStream::connect(("127.0.0.1", px.port)).await.is_err().then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", px.guard.log_tail(30)));
+    assert!(query_i64(&kept, "SELECT 1::bigint").await.is_err(), "connection must be closed when fenced");
+
+    alarm(etcd_client::AlarmAction::Deactivate).await;
+    let port = wait_until_desc("proxy to serve again", Duration::from_secs(15), Duration::from_millis(200), || server_port_via(px.port))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", px.guard.log_tail(30)));
+    assert_eq!(port, i64::from(pa.port()));
+}
+
+/// A proxy frozen (SIGSTOP) for longer than proxyTimeout while a client has a connection open:
+/// what the client sent during the freeze must not reach the backend when the proxy thaws,
+/// because a sentinel may have published a new master meanwhile (the proxy was silent for
+/// proxyTimeout). Every forwarded chunk is checked against the fencing deadline.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_thawed_proxy_forwards_nothing_sent_after_its_deadline() {
+    let dir = TestDir::new("pxfreeze");
+    let etcd = Etcd::start_single(&dir).await;
+    // The backend records every byte it receives.
+    let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend_port = backend.local_addr().unwrap().port();
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let sink = received.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = backend.accept().await {
+            let sink = sink.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = sock.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    sink.lock().unwrap().extend_from_slice(&buf[..n]);
+                    if sock.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let st = stolon_tests::connect_store(&etcd.endpoints(), CLUSTER).await;
+    publish(&st, &cluster((backend_port, backend_port), Some("a"), 1, &["p1"])).await;
+    let px = start_proxy(&dir, &etcd.endpoints(), "p1", &[]);
+    wait_applied(&st, "p1", 1).await;
+    let mut s = wait_until_desc("proxy to listen", Duration::from_secs(10), Duration::from_millis(50), || async {
+        TcpStream::connect(("127.0.0.1", px.port)).await
+    })
+    .await
+    .unwrap();
+    s.write_all(b"before;").await.unwrap();
+    let mut echo = [0u8; 7];
+    s.read_exact(&mut echo).await.unwrap();
+    assert_eq!(&echo, b"before;");
+
+    // Frozen longer than proxyTimeout (3s); the client writes right before the thaw.
+    assert!(px.guard.signal("STOP"));
+    tokio::time::sleep(Duration::from_millis(4000)).await;
+    s.write_all(b"INSERT-after-deadline;").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(px.guard.signal("CONT"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let got = String::from_utf8_lossy(&received.lock().unwrap()).into_owned();
+    assert_eq!(got, "before;", "bytes sent after the fencing deadline reached the backend\n{}", px.guard.log_tail(30));
+    // And the connection itself is closed.
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+    assert!(matches!(closed, Ok(Ok(_)) | Ok(Err(_))), "the connection must be closed after the freeze");
+    assert!(rest.is_empty(), "nothing echoed: {rest:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

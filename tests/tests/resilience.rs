@@ -1,6 +1,6 @@
 //! Whole-cluster scenarios beyond a single failover: synchronous replication never loses an
 //! acknowledged write, clients through the proxy during a failover, the read-only port, corrupt
-//! clusterdata and a frozen etcd.
+//! clusterdata (proxies stop forwarding) and a frozen etcd.
 
 use serde_json::json;
 use std::sync::{Arc, Mutex};
@@ -153,9 +153,12 @@ async fn clients_through_the_proxy_survive_a_failover_and_reads_go_to_standbys()
     assert!((0..20).all(|id| present.binary_search(&id).is_ok()), "rows written before the failover");
 }
 
+/// Corrupt clusterdata: nobody crashes and the sentinel never overwrites what it cannot read,
+/// but the proxy stops forwarding (it cannot know whether the master it last knew is still the
+/// elected one) and serves again once clusterdata is restored. A frozen etcd changes nothing.
 #[tokio::test(flavor = "multi_thread")]
-async fn corrupt_clusterdata_and_a_frozen_etcd_change_nothing() {
-    let opts = ClusterOptions { keepers: 2, sentinels: 1, proxies: 0, spec: json!({"initMode": "new"}) };
+async fn corrupt_clusterdata_stops_proxies_and_a_frozen_etcd_changes_nothing() {
+    let opts = ClusterOptions { keepers: 2, sentinels: 1, proxies: 1, spec: json!({"initMode": "new"}) };
     let c = TestCluster::start("faults", opts).await;
     let m = c.wait_master(BOOT, None).await;
     c.wait_streaming(m, 1, BOOT).await;
@@ -163,8 +166,12 @@ async fn corrupt_clusterdata_and_a_frozen_etcd_change_nothing() {
     let master = c.keeper_client(m).await.unwrap();
     create_table(&master).await.unwrap();
     insert_rows(&master, 0, 10).await.unwrap();
+    let through_proxy = wait_until_desc("the proxy to forward", FAILOVER, Duration::from_millis(250), || c.proxy_client(0))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs_tail(25)));
 
-    // Corrupt clusterdata: nobody crashes, nobody overwrites it, postgres keeps serving.
+    // Corrupt clusterdata: nobody crashes, nobody overwrites it, postgres keeps serving directly,
+    // and the proxy forwards nothing: its connection is closed, new ones fail.
     let out = c.ctl(&["clusterdata", "read"]);
     let good = String::from_utf8(out.stdout).unwrap();
     let mut etcd = c.etcd.client().await.unwrap();
@@ -173,14 +180,24 @@ async fn corrupt_clusterdata_and_a_frozen_etcd_change_nothing() {
     tokio::time::sleep(Duration::from_secs(6)).await;
     let raw = etcd.get(key, None).await.unwrap();
     assert_eq!(raw.kvs()[0].value(), b"{corrupt", "the sentinel must not overwrite what it cannot read");
+    assert!(query_i64(&through_proxy, "SELECT 1::bigint").await.is_err(), "the proxy kept forwarding on unreadable clusterdata");
+    assert!(c.proxy_client(0).await.is_err(), "the proxy accepted a connection on unreadable clusterdata");
     insert_rows(&master, 10, 20).await.unwrap();
     for k in &c.keepers {
         assert!(k.guard.as_ref().unwrap().is_running(), "{} crashed\n{}", k.uid, c.logs_tail(20));
     }
     assert!(c.sentinels[0].as_ref().unwrap().is_running());
-    // An operator restores it; the cluster carries on with the same master.
+    assert!(c.proxies[0].guard.as_ref().unwrap().is_running());
+    // An operator restores it; the cluster carries on with the same master, through the proxy too.
     etcd.put(key, good.trim(), None).await.unwrap();
     assert_eq!(c.wait_master(FAILOVER, None).await, m);
+    let via_proxy = wait_until_desc("the proxy to forward again", FAILOVER, Duration::from_millis(250), || async {
+        let client = c.proxy_client(0).await.map_err(|e| e.to_string())?;
+        query_i64(&client, "SELECT inet_server_port()::bigint").await.map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs_tail(25)));
+    assert_eq!(via_proxy, i64::from(c.keepers[m].pg_port));
 
     // etcd frozen for longer than failInterval: postgres keeps running as it is, and no failover
     // happens when etcd comes back.

@@ -2,7 +2,7 @@
 //! hand-over when the leader's process is killed, watch, corrupt data, a 3-member cluster.
 
 use chrono::Utc;
-use clusterview::info::SentinelInfo;
+use clusterview::info::{KeeperInfo, PostgresState, SentinelInfo};
 use clusterview::store::{Expect, InfoKind, InfoPublisher, StoreError};
 use clusterview::{ClusterData, ClusterSpec, Store};
 use std::collections::BTreeMap;
@@ -203,9 +203,28 @@ async fn unreachable_store_fails_fast_with_a_clear_error() {
     assert!(err.to_string().contains(&port.to_string()), "{err}");
 }
 
+/// A keeper info reporting existing data (a db uid and a system id), as a keeper whose cluster
+/// lost its clusterdata key publishes.
+fn keeper_with_data(uid: &str) -> KeeperInfo {
+    KeeperInfo {
+        info_uid: format!("{uid}-i"),
+        uid: uid.into(),
+        cluster_uid: Some("old-cluster".into()),
+        boot_uuid: "b".into(),
+        postgres_binary_version: None,
+        pg_listen_address: "127.0.0.1".into(),
+        pg_port: 5432,
+        can_be_master: Some(true),
+        can_be_synchronous_replica: Some(true),
+        data_dir_missing: false,
+        postgres_state: Some(PostgresState { db_uid: Some("olddb".into()), system_id: Some("7351234567890123456".into()), ..Default::default() }),
+    }
+}
+
 /// `stolon-sentinel --initial-cluster-spec FILE`: a malformed file is refused before anything is
-/// written; a valid one creates clusterdata when there is none, and never replaces existing
-/// clusterdata (a second sentinel with another spec changes nothing).
+/// written; a valid one creates clusterdata when there is none *and no keeper reports existing
+/// data* (a lost or renamed clusterdata key must never turn into an empty cluster by itself), and
+/// never replaces existing clusterdata (a second sentinel with another spec changes nothing).
 #[tokio::test(flavor = "multi_thread")]
 async fn sentinel_initial_cluster_spec_creates_clusterdata_only_when_absent() {
     let dir = TestDir::new("initspec");
@@ -228,10 +247,25 @@ async fn sentinel_initial_cluster_spec_creates_clusterdata_only_when_absent() {
     let store = Store::connect(&stolon_tests::store_config(&ep, "c1")).await.unwrap();
     assert!(store.get_cluster_data_raw().await.unwrap().is_none(), "nothing written");
 
-    // Valid: the leader creates clusterdata with exactly that spec.
+    // Valid, but a keeper reports data of a cluster whose clusterdata is gone (etcd lost, or
+    // the cluster renamed): nothing is created, and the log says what to do, every tick.
     let good = dir.path().join("good.json");
     std::fs::write(&good, r#"{"initMode":"new","failInterval":"7s"}"#).unwrap();
+    let mut keeper = InfoPublisher::new(&store, InfoKind::Keeper, "k-old", Duration::from_secs(30));
+    keeper.publish(&keeper_with_data("k-old")).await.unwrap();
     let s1 = sentinel("s1", &good);
+    wait_until_desc("the sentinel to refuse initializing", Duration::from_secs(20), Duration::from_millis(200), || async {
+        (s1.log_tail(50).matches("stolonctl init").count() >= 2).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", s1.log_tail(30)));
+    assert!(s1.log_tail(50).contains("k-old"), "the log names the keeper\n{}", s1.log_tail(30));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(store.get_cluster_data_raw().await.unwrap().is_none(), "clusterdata created over existing data\n{}", s1.log_tail(30));
+
+    // The keeper with data is gone (its info withdrawn): the leader creates clusterdata with
+    // exactly that spec.
+    keeper.withdraw().await.unwrap();
     let cd = wait_until_desc("clusterdata from --initial-cluster-spec", Duration::from_secs(20), Duration::from_millis(200), || async {
         store.get_cluster_data().await.ok().flatten()
     })
@@ -255,4 +289,34 @@ async fn sentinel_initial_cluster_spec_creates_clusterdata_only_when_absent() {
     let now = store.get_cluster_data().await.unwrap().unwrap();
     assert_eq!(now.value.cluster.uid, uid, "clusterdata replaced\n{}", s2.log_tail(30));
     assert_eq!(now.value.cluster.spec.fail_interval(), Duration::from_secs(7));
+}
+
+/// A clusterdata write by a sentinel carries its election in the same transaction: once its
+/// election key is gone (lease expired while it was frozen, another sentinel elected), its
+/// write fails as `NotLeader` and changes nothing, even with the right clusterdata revision.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stale_leader_cannot_write_clusterdata() {
+    let dir = TestDir::new("staleleader");
+    let etcd = Etcd::start_single(&dir).await;
+    let store = Store::connect(&stolon_tests::store_config(&etcd.endpoints(), "c1")).await.unwrap();
+    let leadership = store.campaign("s1", Duration::from_secs(5)).elect().await.unwrap();
+    let first = sample();
+    let rev = store.put_cluster_data_as_leader(&first, Expect::Absent, &leadership).await.unwrap();
+    let mut next = first.clone();
+    next.cluster.generation += 1;
+    let rev = store.put_cluster_data_as_leader(&next, Expect::Revision(rev), &leadership).await.unwrap();
+    // A stale revision is still a plain conflict.
+    assert!(matches!(store.put_cluster_data_as_leader(&next, Expect::Revision(rev - 1), &leadership).await, Err(StoreError::Conflict)));
+
+    // The election key vanishes (as when its lease expires) and another sentinel is elected.
+    let mut client = etcd.client().await.unwrap();
+    client.delete(store.keys().sentinel_leader(), Some(etcd_client::DeleteOptions::new().with_prefix())).await.unwrap();
+    let _other = store.campaign("s2", Duration::from_secs(5)).elect().await.unwrap();
+    assert_eq!(store.leader().await.unwrap().as_deref(), Some("s2"));
+    let mut stale = next.clone();
+    stale.cluster.generation = 99;
+    let err = store.put_cluster_data_as_leader(&stale, Expect::Revision(rev), &leadership).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotLeader), "{err}");
+    let now = store.get_cluster_data().await.unwrap().unwrap();
+    assert_eq!((now.revision, now.value.cluster.generation), (rev, next.cluster.generation), "the stale leader wrote");
 }

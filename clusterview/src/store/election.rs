@@ -5,7 +5,9 @@
 //! knows, from the monotonic clock, until when the lease is surely still alive: the time the
 //! last successful keep-alive was *sent* plus 80% of the TTL granted back. `is_valid()` turning
 //! false is the signal to stop deciding at once (DESIGN §2.1); clusterdata writes are CAS anyway,
-//! so even a sentinel that misjudges this cannot overwrite a newer leader's decision.
+//! so even a sentinel that misjudges this cannot overwrite a newer leader's decision, and the
+//! leader's writes (`Store::put_cluster_data_as_leader`) also compare its election key in the
+//! same transaction, so a sentinel whose term ended cannot write at all.
 
 use super::{Store, StoreError};
 use etcd_client::{LeaderKey, ResignOptions};
@@ -113,6 +115,13 @@ impl Leadership {
     /// True while the lease is surely alive; false from the moment it may have expired.
     pub fn is_valid(&self) -> bool {
         matches!(*self.validity.borrow(), Some(deadline) if Instant::now() < deadline)
+    }
+
+    /// The election key and its create revision: while that key exists with that revision, no
+    /// other sentinel leads (a newer candidate's key has a higher revision). `None` when etcd
+    /// did not return the key.
+    pub(crate) fn election_key(&self) -> Option<(Vec<u8>, i64)> {
+        self.leader_key.as_ref().map(|k| (k.key().to_vec(), k.rev()))
     }
 
     /// Resolves when leadership may have been lost.

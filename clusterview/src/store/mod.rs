@@ -42,6 +42,8 @@ pub enum StoreError {
     Timeout { op: &'static str, endpoints: String, timeout: Duration },
     #[error("clusterdata was changed by someone else meanwhile (compare-and-swap failed); re-read it and retry")]
     Conflict,
+    #[error("this sentinel's election key is gone (its lease expired or another sentinel leads): clusterdata not written; campaign again")]
+    NotLeader,
     #[error("stored clusterdata is unusable: {0}")]
     Data(#[from] DataError),
 }
@@ -223,22 +225,62 @@ impl Store {
         self.put_cluster_data_raw(data.to_json(), expect).await
     }
 
+    /// As `put_cluster_data`, for the leading sentinel: the same transaction also checks that
+    /// its election key still exists with the create revision it was elected with, so a sentinel
+    /// whose term ended (frozen past its lease, then resumed) cannot land a decision of its old
+    /// term (`StoreError::NotLeader`), whatever it believes about its lease.
+    pub async fn put_cluster_data_as_leader(
+        &self,
+        data: &ClusterData,
+        expect: Expect,
+        leadership: &Leadership,
+    ) -> Result<i64, StoreError> {
+        let Some((key, rev)) = leadership.election_key() else { return Err(StoreError::NotLeader) };
+        let term = Compare::create_revision(key.clone(), CompareOp::Equal, rev);
+        let resp = self.cas_cluster_data(data.to_json(), expect, Some(term), Some(key.clone())).await?;
+        match resp {
+            Ok(revision) => Ok(revision),
+            Err(ops) => {
+                // Which compare failed: the else branch read the election key.
+                let ours = ops.iter().any(|op| match op {
+                    etcd_client::TxnOpResponse::Get(get) => get.kvs().first().is_some_and(|kv| kv.create_revision() == rev),
+                    _ => false,
+                });
+                Err(if ours { StoreError::Conflict } else { StoreError::NotLeader })
+            }
+        }
+    }
+
     /// As `put_cluster_data`, with bytes the caller has already validated.
     pub async fn put_cluster_data_raw(&self, bytes: Vec<u8>, expect: Expect) -> Result<i64, StoreError> {
+        self.cas_cluster_data(bytes, expect, None, None).await?.map_err(|_| StoreError::Conflict)
+    }
+
+    /// One CAS transaction on clusterdata, with an optional extra compare; on a failed compare,
+    /// the answers of the else branch (a read of `else_get`).
+    async fn cas_cluster_data(
+        &self,
+        bytes: Vec<u8>,
+        expect: Expect,
+        extra: Option<Compare>,
+        else_get: Option<Vec<u8>>,
+    ) -> Result<Result<i64, Vec<etcd_client::TxnOpResponse>>, StoreError> {
         let key = self.keys.cluster_data();
         let compare = match expect {
             Expect::Absent => Compare::create_revision(key.clone(), CompareOp::Equal, 0),
             Expect::Revision(rev) => Compare::mod_revision(key.clone(), CompareOp::Equal, rev),
         };
-        let txn = Txn::new().when(vec![compare]).and_then(vec![TxnOp::put(key, bytes, None)]);
+        let compares: Vec<Compare> = std::iter::once(compare).chain(extra).collect();
+        let otherwise: Vec<TxnOp> = else_get.into_iter().map(|k| TxnOp::get(k, None)).collect();
+        let txn = Txn::new().when(compares).and_then(vec![TxnOp::put(key, bytes, None)]).or_else(otherwise);
         let resp = self.request("write clusterdata", |mut c| {
             let txn = txn.clone();
             async move { c.txn(txn).await }
         }).await?;
         if !resp.succeeded() {
-            return Err(StoreError::Conflict);
+            return Ok(Err(resp.op_responses()));
         }
-        Ok(resp.header().map(|h| h.revision()).unwrap_or_default())
+        Ok(Ok(resp.header().map(|h| h.revision()).unwrap_or_default()))
     }
 
     /// Checks that etcd answers (a cheap read of the clusterdata key's existence).
