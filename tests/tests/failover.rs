@@ -119,6 +119,31 @@ async fn kill9_master_promotes_a_standby_and_the_other_follows() {
     assert_eq!(rejoin_methods(&c, old), (true, false), "(rewound, copied)\n{}", log_since_last_start(&c, old));
 }
 
+/// A second failover soon after the first: the remaining standby follows timeline 2 but has
+/// not done a restartpoint on it yet, and its walreceiver is down once the second master dies.
+/// It reports the timeline it replays (2), so it is elected (it reported pg_control's 1 and was
+/// never elected).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_failover_elects_the_standby_that_follows_timeline_2() {
+    let (mut c, first, _) = three_keepers("tli2", json!({"initMode": "new"}), 1).await;
+    c.kill_keeper(first);
+    let second = c.wait_master(FAILOVER, Some(first)).await;
+    let client = c.keeper_client(second).await.unwrap();
+    insert_rows(&client, 100, 120).await.unwrap();
+    let want: Vec<i32> = (0..120).collect();
+    let last = others(&c, second).into_iter().find(|i| *i != first).unwrap();
+    wait_ids(&c, last, &want, FAILOVER).await;
+    let standby = c.keeper_client(last).await.unwrap();
+    let checkpoint_tli = query_i64(&standby, "SELECT timeline_id::bigint FROM pg_control_checkpoint()").await.unwrap();
+    assert_eq!(checkpoint_tli, 1, "the scenario needs no restartpoint on timeline 2 yet");
+    drop(standby);
+
+    c.kill_keeper(second);
+    assert_eq!(c.wait_master(FAILOVER, Some(second)).await, last);
+    let client = c.keeper_client(last).await.unwrap();
+    assert_eq!(ids(&client).await.unwrap(), want, "rows written on timeline 2");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn old_master_rejoins_by_full_resync_without_pg_rewind() {
     let (mut c, old, _) = three_keepers("resync", json!({"initMode": "new", "usePgrewind": false}), 1).await;
