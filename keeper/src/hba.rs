@@ -58,6 +58,8 @@ pub fn render(input: &HbaInput<'_>) -> String {
     out.push_str("# pg_hba.conf: written by stolon-keeper. Do not edit: the keeper rewrites it.\n");
     out.push_str("# Add entries with: stolonctl update --patch '{\"pgHBA\": [\"host all all 10.0.0.0/8 md5\"]}'\n");
     out.push_str("\n# The keeper's own superuser connections over its private unix socket.\n");
+    // `all` (not `postgres`): it also admits the keeper's `replication=database` connection
+    // for IDENTIFY_SYSTEM (`identify`), which pg_hba matches like a normal connection.
     line(&mut out, "local", "all", &su, "", "trust");
 
     let addresses: Vec<String> = match input.access {

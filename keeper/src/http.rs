@@ -196,7 +196,7 @@ pub fn metrics(s: &Snapshot, now: Instant) -> String {
     p.single("stolon_keeper_healthy", "gauge", "1 when the keeper and its postgres are healthy (as /health).", f64::from(u8::from(healthy(s, now))));
     p.single("stolon_keeper_data_dir_missing", "gauge", "1 when the db's data dir is missing and the keeper waits for the sentinel.", f64::from(u8::from(s.data_dir_missing)));
     if let Some(pg) = pg {
-        p.single("stolon_keeper_xlog_pos", "gauge", "WAL position (insert on a master, replay on a standby).", pg.xlog_pos as f64);
+        p.single("stolon_keeper_xlog_pos", "gauge", "WAL position (insert on a master; on a standby the furthest received or replayed).", pg.xlog_pos as f64);
         p.single("stolon_keeper_timeline_id", "gauge", "Current timeline.", f64::from(pg.timeline_id));
     }
     p.finish()

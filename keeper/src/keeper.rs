@@ -276,9 +276,15 @@ pub async fn cluster_data_loop(cfg: Arc<KeeperConfig>, store: Store, shared: Arc
         if watch.is_none() {
             watch = tokio::time::timeout(timing.request_timeout, store.watch_cluster_data(0)).await.ok().and_then(Result::ok);
         }
-        let changed = tokio::select! {
-            _ = tokio::time::sleep(timing.sleep_interval) => false,
-            changed = next_change(&mut watch) => changed,
+        // A broken watch is made again on the next round, not at once: a watch that keeps
+        // breaking must not turn this into a busy loop.
+        let sleep = tokio::time::sleep(timing.sleep_interval);
+        tokio::pin!(sleep);
+        let changed = loop {
+            tokio::select! {
+                _ = &mut sleep => break false,
+                changed = next_change(&mut watch) => if changed { break true },
+            }
         };
         if changed {
             shared.pass_now.notify_one();
@@ -287,7 +293,7 @@ pub async fn cluster_data_loop(cfg: Arc<KeeperConfig>, store: Store, shared: Arc
 }
 
 /// Resolves on the next clusterdata change (`true`), or when the watch broke (`false`; it is
-/// dropped and made again); never when there is no watch. An unreadable new document is a
+/// dropped, and made again by the caller); never when there is no watch. An unreadable new document is a
 /// change too: the next read finds it unusable.
 async fn next_change(watch: &mut Option<clusterview::store::ClusterDataWatch>) -> bool {
     let Some(w) = watch else { return std::future::pending().await };

@@ -1,7 +1,7 @@
 //! Observation: what the data dir and postgres look like right now, as the plan's `Observed`.
 //!
 //! Read-only: files in PGDATA, `postmaster.pid`, `pg_controldata` when postgres is down, and one
-//! SQL round trip when it is up. The parsers are pure and tested; the rest is thin I/O.
+//! SQL round trip when it is up (plus IDENTIFY_SYSTEM on a standby, for its replayed timeline). The parsers are pure and tested; the rest is thin I/O.
 
 use crate::config::KeeperConfig;
 use crate::conf;

@@ -4,7 +4,7 @@
 use serde_json::json;
 use std::time::Duration;
 use stolon_tests::cluster::{create_table, ids, insert_rows, wait_ids, ClusterOptions, TestCluster};
-use stolon_tests::postgres::query_i64;
+use stolon_tests::postgres::{query_i64, query_string};
 use stolon_tests::wait_until_desc;
 
 const BOOT: Duration = Duration::from_secs(90);
@@ -119,6 +119,31 @@ async fn kill9_master_promotes_a_standby_and_the_other_follows() {
     assert_eq!(rejoin_methods(&c, old), (true, false), "(rewound, copied)\n{}", log_since_last_start(&c, old));
 }
 
+/// A second failover soon after the first: the remaining standby follows timeline 2 but has
+/// not done a restartpoint on it yet, and its walreceiver is down once the second master dies.
+/// It reports the timeline it replays (2), so it is elected (it reported pg_control's 1 and was
+/// never elected).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_failover_elects_the_standby_that_follows_timeline_2() {
+    let (mut c, first, _) = three_keepers("tli2", json!({"initMode": "new"}), 1).await;
+    c.kill_keeper(first);
+    let second = c.wait_master(FAILOVER, Some(first)).await;
+    let client = c.keeper_client(second).await.unwrap();
+    insert_rows(&client, 100, 120).await.unwrap();
+    let want: Vec<i32> = (0..120).collect();
+    let last = others(&c, second).into_iter().find(|i| *i != first).unwrap();
+    wait_ids(&c, last, &want, FAILOVER).await;
+    let standby = c.keeper_client(last).await.unwrap();
+    let checkpoint_tli = query_i64(&standby, "SELECT timeline_id::bigint FROM pg_control_checkpoint()").await.unwrap();
+    assert_eq!(checkpoint_tli, 1, "the scenario needs no restartpoint on timeline 2 yet");
+    drop(standby);
+
+    c.kill_keeper(second);
+    assert_eq!(c.wait_master(FAILOVER, Some(second)).await, last);
+    let client = c.keeper_client(last).await.unwrap();
+    assert_eq!(ids(&client).await.unwrap(), want, "rows written on timeline 2");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn old_master_rejoins_by_full_resync_without_pg_rewind() {
     let (mut c, old, _) = three_keepers("resync", json!({"initMode": "new", "usePgrewind": false}), 1).await;
@@ -155,15 +180,23 @@ async fn frozen_master_is_replaced_and_never_comes_back_as_a_second_master() {
     assert_eq!(status["cluster"]["master_keeper_uid"], c.keepers[new].uid.as_str());
 }
 
+/// Sends `sig` (`STOP`, `CONT`) to a standby's walreceiver process.
+async fn signal_walreceiver(client: &tokio_postgres::Client, sig: &str) {
+    let pid = query_i64(client, "SELECT pid::bigint FROM pg_stat_wal_receiver").await.unwrap();
+    let status = std::process::Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().unwrap();
+    assert!(status.success(), "kill -{sig} {pid}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn standby_lagging_beyond_max_standby_lag_is_not_elected() {
     let c = TestCluster::start("lag", opts(2, 1, json!({"initMode": "new", "maxStandbyLag": 65536}))).await;
     let m = c.wait_master(BOOT, None).await;
     c.wait_streaming(m, 1, BOOT).await;
     let s = others(&c, m)[0];
-    // Freeze replay on the standby, then write far more than maxStandbyLag.
+    // Freeze the standby's walreceiver: it stops receiving (its postgres and keeper stay
+    // healthy), then write far more than maxStandbyLag on the master.
     let standby = c.keeper_client(s).await.unwrap();
-    standby.batch_execute("SELECT pg_wal_replay_pause()").await.unwrap();
+    signal_walreceiver(&standby, "STOP").await;
     let master = c.keeper_client(m).await.unwrap();
     master.batch_execute("CREATE TABLE big AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 20000) g").await.unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -175,10 +208,35 @@ async fn standby_lagging_beyond_max_standby_lag_is_not_elected() {
     assert_eq!(query_i64(&client, "SELECT pg_is_in_recovery()::int::bigint").await.unwrap(), 1);
     let status = c.status().unwrap();
     assert_ne!(status["cluster"]["master_keeper_uid"], c.keepers[s].uid.as_str(), "{status}");
+    signal_walreceiver(&standby, "CONT").await;
+}
 
-    // Once it replays what it had received, it is within maxStandbyLag and gets elected, with
-    // every row: the lag was the only reason it was passed over.
-    client.batch_execute("SELECT pg_wal_replay_resume()").await.unwrap();
+/// A standby whose *replay* is paused but which has received every WAL record is as good as
+/// any: a promotion replays what it received. It is ranked by received WAL, so it is elected
+/// within maxStandbyLag and comes up with every row (it used to be ranked by its replay
+/// position and passed over).
+#[tokio::test(flavor = "multi_thread")]
+async fn standby_with_paused_replay_is_ranked_by_received_wal_and_elected_with_every_row() {
+    let c = TestCluster::start("replay", opts(2, 1, json!({"initMode": "new", "maxStandbyLag": 65536}))).await;
+    let m = c.wait_master(BOOT, None).await;
+    c.wait_streaming(m, 1, BOOT).await;
+    let s = others(&c, m)[0];
+    let standby = c.keeper_client(s).await.unwrap();
+    standby.batch_execute("SELECT pg_wal_replay_pause()").await.unwrap();
+    let master = c.keeper_client(m).await.unwrap();
+    master.batch_execute("CREATE TABLE big AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 20000) g").await.unwrap();
+    let written = query_string(&master, "SELECT pg_current_wal_lsn()::text").await.unwrap();
+    let received = format!("SELECT pg_last_wal_receive_lsn() >= '{written}'::pg_lsn");
+    wait_until_desc("the standby receives all WAL", FAILOVER, Duration::from_millis(200), || async {
+        standby.query_one(&received, &[]).await.is_ok_and(|row| row.get::<_, bool>(0))
+    })
+    .await
+    .unwrap();
+    let replayed: bool = standby.query_one(&format!("SELECT pg_last_wal_replay_lsn() < '{written}'::pg_lsn"), &[]).await.unwrap().get(0);
+    assert!(replayed, "replay is paused behind what was received");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut c = c;
+    c.kill_keeper(m);
     assert_eq!(c.wait_master(FAILOVER, Some(m)).await, s);
     let client = c.keeper_client(s).await.unwrap();
     assert_eq!(query_i64(&client, "SELECT count(*) FROM big").await.unwrap(), 20000);
