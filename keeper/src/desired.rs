@@ -197,6 +197,7 @@ pub fn target(cd: &ClusterData, cfg: &KeeperConfig, recorded: Option<&DbState>) 
             init_mode: db.spec.init_mode,
             source: source.clone(),
             slots,
+            deposed: is_master && cd.cluster.status.master.as_deref() != Some(db.uid.as_str()),
         }
     });
     let elected_master = cd.master_db().is_some_and(|m| m.spec.keeper_uid == cfg.uid);

@@ -156,3 +156,21 @@ fn timing_and_ttl() {
     let t = Timing::from_spec(&ClusterSpec::parse_valid(r#"{"initMode":"new","sleepInterval":"1s","failInterval":"10s"}"#).unwrap());
     assert_eq!(t.info_ttl(), Duration::from_secs(10));
 }
+
+#[test]
+fn a_master_db_that_is_not_the_cluster_master_is_deposed() {
+    let mut cd = cluster(r#"{"initMode":"new"}"#);
+    let t = target(&cd, &config("k1"), None);
+    assert!(!t.desired.db.as_ref().unwrap().deposed);
+    // The sentinel elected db2 and kept db1 (role master) as a candidate.
+    cd.cluster.status.master = Some("db2".into());
+    let t = target(&cd, &config("k1"), None);
+    let db = t.desired.db.as_ref().unwrap();
+    assert_eq!((db.role, db.deposed), (DbRole::Master, true));
+    assert!(!t.elected_master);
+    // No master at all (e.g. an init that timed out): deposed as well.
+    cd.cluster.status.master = None;
+    assert!(target(&cd, &config("k1"), None).desired.db.unwrap().deposed);
+    // A standby is never deposed.
+    assert!(!target(&cd, &config("k2"), None).desired.db.unwrap().deposed);
+}

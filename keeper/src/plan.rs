@@ -8,6 +8,8 @@
 //! `kill -9` at any point (a level-triggered reconciler, as in kube-rs).
 //!
 //! Data safety (DESIGN §2.4) lives here, where the tests can see it:
+//! - a deposed master (role master, but not clusterdata's `cluster.status.master`) is stopped
+//!   and left alone until clusterdata makes it the master again or gives it another db;
 //! - the data dir is removed only to apply initMode `new` or `resync` to a db uid that is not
 //!   yet recorded in dbstate.json (or to resync a primary that clusterdata says is a standby);
 //! - a db whose init was applied, or whose initMode is `none`/`existing`, never gets initdb: a
@@ -49,6 +51,10 @@ pub struct DesiredDb {
     pub source: Option<Source>,
     /// On a master: the replication slots to keep (`stolon_<follower>` and the additional ones).
     pub slots: BTreeSet<String>,
+    /// Role master, but clusterdata's `cluster.status.master` names another db: the sentinel
+    /// elected another master and keeps this db (and its data) as a candidate until the new
+    /// master has converged. The keeper stops postgres and waits, touching no data.
+    pub deposed: bool,
 }
 
 /// The followed db, as far as the plan needs to know it.
@@ -110,6 +116,8 @@ pub enum WaitReason {
     InconsistentInitMode(DbInitMode, DbRole),
     /// initMode pitr is not implemented by this keeper.
     Unsupported(DbInitMode),
+    /// A master db that is not clusterdata's master any more (see `DesiredDb::deposed`).
+    Deposed,
 }
 
 /// One step toward the desired state. Each is idempotent.
@@ -174,6 +182,14 @@ pub fn plan(d: &Desired, o: &Observed) -> Vec<Step> {
         // here is nobody's master or standby, so stop it rather than let clients write to it.
         return if o.running { vec![Step::Stop] } else { vec![] };
     };
+    if db.role == DbRole::Master && db.deposed {
+        // Another db was elected. This one stays a candidate (the sentinel may elect it again if
+        // the new master fails before converging), so its data is left exactly as it is: no
+        // rewind, no copy, no initdb, no promotion. Stopping it fences it from clients.
+        let mut steps = stop_if_running(o);
+        steps.push(Step::Wait(WaitReason::Deposed));
+        return steps;
+    }
     let initialized = d.recorded.as_ref().is_some_and(|r| r.db_uid == db.uid);
     // A standby whose data dir vanished after its copy is copied again: a copy of the master
     // can only ever be a standby, so this is safe, and waiting for the sentinel to hand out a

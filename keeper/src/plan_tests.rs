@@ -16,11 +16,11 @@ fn src(system_id: Option<&str>, can_rewind: bool) -> Option<Source> {
 }
 
 fn master(init_mode: DbInitMode) -> DesiredDb {
-    DesiredDb { uid: "db1".into(), generation: 3, role: DbRole::Master, init_mode, source: None, slots: slots(&["stolon_db2"]) }
+    DesiredDb { uid: "db1".into(), generation: 3, role: DbRole::Master, init_mode, source: None, slots: slots(&["stolon_db2"]), deposed: false }
 }
 
 fn standby(init_mode: DbInitMode, source: Option<Source>) -> DesiredDb {
-    DesiredDb { uid: "db1".into(), generation: 3, role: DbRole::Standby, init_mode, source, slots: BTreeSet::new() }
+    DesiredDb { uid: "db1".into(), generation: 3, role: DbRole::Standby, init_mode, source, slots: BTreeSet::new(), deposed: false }
 }
 
 fn rec(uid: &str, generation: Option<u64>) -> Option<DbState> {
@@ -334,6 +334,7 @@ fn cases() -> Vec<Case> {
             want: vec![record(Some(3))],
         },
     ];
+    v.extend(deposed_cases());
     v.push(Case {
         name: "master with unknown slots (not answering as primary): no slot steps",
         d: desired(Some(master(M::None)), converged),
@@ -341,6 +342,78 @@ fn cases() -> Vec<Case> {
         want: vec![],
     });
     v
+}
+
+fn deposed(init_mode: DbInitMode) -> DesiredDb {
+    DesiredDb { deposed: true, ..master(init_mode) }
+}
+
+/// A master db that clusterdata no longer names as the cluster's master (CONTRACT with the
+/// sentinel: the old master's db is kept until the new master has converged, so it can be
+/// re-elected): stop postgres and wait, touching no data.
+fn deposed_cases() -> Vec<Case> {
+    let converged = rec("db1", Some(3));
+    vec![
+        Case {
+            name: "deposed master, running: fast shutdown and wait, no rewind, no copy",
+            d: desired(Some(deposed(M::None)), converged.clone()),
+            o: running_master(),
+            want: vec![Stop, Wait(WaitReason::Deposed)],
+        },
+        Case {
+            name: "deposed master, stopped: wait, never start",
+            d: desired(Some(deposed(M::None)), converged.clone()),
+            o: stopped(DataDir::Present),
+            want: vec![Wait(WaitReason::Deposed)],
+        },
+        Case {
+            name: "deposed while still in recovery (elected, then deposed before promoting): stop, no promote",
+            d: desired(Some(deposed(M::None)), converged.clone()),
+            o: running_standby(),
+            want: vec![Stop, Wait(WaitReason::Deposed)],
+        },
+        Case {
+            name: "deposed master whose config changed: no config written, no reload",
+            d: Desired { conf_hash: 7, ..desired(Some(deposed(M::None)), converged.clone()) },
+            o: running_master(),
+            want: vec![Stop, Wait(WaitReason::Deposed)],
+        },
+        Case {
+            name: "deposed master at an older generation: nothing recorded",
+            d: desired(Some(deposed(M::None)), rec("db1", Some(1))),
+            o: stopped(DataDir::Present),
+            want: vec![Wait(WaitReason::Deposed)],
+        },
+        Case {
+            name: "deposed new master never initialized: no initdb",
+            d: desired(Some(deposed(M::New)), None),
+            o: stopped(DataDir::Missing),
+            want: vec![Wait(WaitReason::Deposed)],
+        },
+        Case {
+            name: "deposed master, data dir missing: wait (nothing to report as master)",
+            d: desired(Some(deposed(M::None)), converged.clone()),
+            o: stopped(DataDir::Missing),
+            want: vec![Wait(WaitReason::Deposed)],
+        },
+        Case {
+            name: "deposed master made master again: started as the master",
+            d: desired(Some(master(M::None)), converged),
+            o: stopped(DataDir::Present),
+            want: vec![Start],
+        },
+    ]
+}
+
+#[test]
+fn a_deposed_master_only_stops_and_waits() {
+    for (d, o) in all_situations() {
+        let Some(db) = d.db.clone().filter(|db| db.role == DbRole::Master) else { continue };
+        let d = Desired { db: Some(DesiredDb { deposed: true, ..db }), ..d };
+        let steps = plan(&d, &o);
+        let want = if o.running { vec![Stop, Wait(WaitReason::Deposed)] } else { vec![Wait(WaitReason::Deposed)] };
+        assert_eq!(steps, want, "{d:?} {o:?}");
+    }
 }
 
 #[test]
