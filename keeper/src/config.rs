@@ -32,6 +32,8 @@ pub struct KeeperConfig {
     pub repl_auth: AuthMethod,
     pub can_be_master: bool,
     pub can_be_synchronous_replica: bool,
+    /// `--allow-reinit`: initdb or a copy from another cluster may replace existing data.
+    pub allow_reinit: bool,
 }
 
 impl KeeperConfig {
@@ -104,6 +106,7 @@ pub fn resolve(args: &Args, euid: u32) -> Result<KeeperConfig, StartupError> {
         repl_auth: args.pg_repl_auth_method,
         can_be_master: args.can_be_master,
         can_be_synchronous_replica: args.can_be_synchronous_replica,
+        allow_reinit: args.allow_reinit,
     })
 }
 

@@ -209,6 +209,8 @@ pub fn target(cd: &ClusterData, cfg: &KeeperConfig, recorded: Option<&DbState>) 
             use_pgrewind: spec.use_pgrewind(),
             automatic_pg_restart: spec.automatic_pg_restart(),
             reload_applies_conninfo: cfg.pg_version.major >= 13,
+            cluster_uid: cd.cluster.uid.clone(),
+            allow_reinit: cfg.allow_reinit,
         },
         stolon_conf,
         pg_hba,

@@ -26,6 +26,7 @@ pub(crate) fn config(uid: &str) -> KeeperConfig {
         repl_auth: AuthMethod::Md5,
         can_be_master: true,
         can_be_synchronous_replica: true,
+        allow_reinit: false,
     }
 }
 
@@ -122,9 +123,20 @@ fn followed_db_without_address_gives_no_source() {
 }
 
 #[test]
+fn records_the_cluster_uid_and_passes_allow_reinit() {
+    let cd = cluster(r#"{"initMode":"new"}"#);
+    let t = target(&cd, &config("k1"), None);
+    assert_eq!(t.desired.cluster_uid, cd.cluster.uid);
+    assert!(!t.desired.allow_reinit);
+    let mut cfg = config("k1");
+    cfg.allow_reinit = true;
+    assert!(target(&cd, &cfg, None).desired.allow_reinit);
+}
+
+#[test]
 fn keeper_without_db() {
     let cd = cluster(r#"{"initMode":"new","usePgrewind":false,"automaticPgRestart":true}"#);
-    let t = target(&cd, &config("k9"), Some(&DbState { db_uid: "old".into(), generation: Some(1) }));
+    let t = target(&cd, &config("k9"), Some(&DbState { db_uid: "old".into(), generation: Some(1), cluster_uid: None, init_pending: false }));
     assert!(t.desired.db.is_none());
     assert!(!t.desired.use_pgrewind);
     assert!(t.desired.automatic_pg_restart);

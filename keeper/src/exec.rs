@@ -10,7 +10,7 @@
 use crate::config::KeeperConfig;
 use crate::desired::Target;
 use crate::error::{StepError, Tool};
-use crate::plan::Step;
+use crate::plan::{Step, WaitReason};
 use crate::process::{self, run_tool, PgChild};
 use crate::rewind::{self, RewindAttempts, RewindFailure, Verdict};
 use crate::state::{self, DbState};
@@ -189,6 +189,18 @@ impl Executor {
                 self.data_dir_missing = true;
                 Ok(())
             }
+            Step::Wait(WaitReason::WouldDestroyData { recorded, pg_data }) => {
+                let db = t.desired.db.as_ref();
+                let init_mode = match db.map(|db| db.init_mode) {
+                    Some(clusterview::data::DbInitMode::New) => "new",
+                    _ => "resync",
+                };
+                Err(StepError::WouldDestroyData {
+                    init_mode,
+                    db: db.map(|db| db.uid.clone()).unwrap_or_default(),
+                    found: describe_found_data(&cfg.pgdata, recorded.as_ref(), *pg_data, &t.desired.cluster_uid),
+                })
+            }
             Step::Wait(_) => Ok(()),
         }
     }
@@ -308,6 +320,23 @@ impl Executor {
     }
 }
 
+/// What a refused re-initialization would have destroyed, for the operator.
+fn describe_found_data(pgdata: &Path, recorded: Option<&DbState>, pg_data: bool, cluster_uid: &str) -> String {
+    let mut found = Vec::new();
+    if pg_data {
+        found.push(format!("PostgreSQL data in {} (PG_VERSION present)", pgdata.display()));
+    }
+    if let Some(r) = recorded {
+        let cluster = match r.cluster_uid.as_deref() {
+            Some(c) if c == cluster_uid => format!("this cluster ({c})"),
+            Some(c) => format!("cluster {c}, not this cluster {cluster_uid}"),
+            None => "a cluster an older keeper did not record".to_string(),
+        };
+        found.push(format!("dbstate.json naming db {} of {cluster}", r.db_uid));
+    }
+    found.join("; ")
+}
+
 fn no_source(step: &Step) -> StepError {
     StepError::Precondition { step: step.name(), reason: "clusterdata gives no address for the followed db yet".into() }
 }
@@ -370,6 +399,15 @@ mod tests {
         for (major, wanted, want) in rows {
             assert_eq!(data_checksums_arg(wanted, major), want, "PostgreSQL {major}, dataChecksums {wanted:?}");
         }
+    }
+
+    #[test]
+    fn found_data_names_the_data_and_the_cluster() {
+        let rec = DbState { db_uid: "old".into(), generation: Some(3), cluster_uid: Some("c0".into()), init_pending: false };
+        let text = describe_found_data(Path::new("/k/postgres"), Some(&rec), true, "c1");
+        assert_eq!(text, "PostgreSQL data in /k/postgres (PG_VERSION present); dbstate.json naming db old of cluster c0, not this cluster c1");
+        let rec = DbState { cluster_uid: None, ..rec };
+        assert!(describe_found_data(Path::new("/k/postgres"), Some(&rec), false, "c1").contains("an older keeper"));
     }
 
     #[test]

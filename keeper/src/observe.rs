@@ -123,6 +123,7 @@ pub async fn observe(cfg: &KeeperConfig, running: bool, memory: &Memory, timeout
     };
     let observed = Observed {
         data_dir,
+        holds_data: cfg.pgdata.join("PG_VERSION").exists(),
         system_id,
         running,
         healthy: status.is_some(),

@@ -37,6 +37,11 @@ pub struct Desired {
     pub automatic_pg_restart: bool,
     /// PostgreSQL >= 13 applies a new primary_conninfo on reload; older ones need a restart.
     pub reload_applies_conninfo: bool,
+    /// clusterdata's `cluster.uid`, recorded in dbstate.json with the db.
+    pub cluster_uid: String,
+    /// `--allow-reinit`: the operator allows initdb (initMode new), or a copy from another
+    /// cluster, over a data dir that holds data.
+    pub allow_reinit: bool,
 }
 
 /// This keeper's db, as clusterdata describes it.
@@ -82,6 +87,8 @@ pub enum DataDir {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Observed {
     pub data_dir: DataDir,
+    /// The data dir holds a `PG_VERSION` file: it is (or was) a PostgreSQL data directory.
+    pub holds_data: bool,
     /// From pg_control_system() when running, else pg_controldata.
     pub system_id: Option<String>,
     /// A postmaster runs on the data dir (our child or one a previous keeper left).
@@ -118,6 +125,10 @@ pub enum WaitReason {
     Unsupported(DbInitMode),
     /// A master db that is not clusterdata's master any more (see `DesiredDb::deposed`).
     Deposed,
+    /// initMode new (or a copy from another cluster) would destroy data this keeper holds:
+    /// PostgreSQL data (`pg_data`) and/or the dbstate.json of a db of another (or an unknown)
+    /// cluster. Only `--allow-reinit` lets the keeper go on.
+    WouldDestroyData { recorded: Option<DbState>, pg_data: bool },
 }
 
 /// One step toward the desired state. Each is idempotent.
@@ -190,7 +201,8 @@ pub fn plan(d: &Desired, o: &Observed) -> Vec<Step> {
         steps.push(Step::Wait(WaitReason::Deposed));
         return steps;
     }
-    let initialized = d.recorded.as_ref().is_some_and(|r| r.db_uid == db.uid);
+    // An initdb that started and did not finish has not applied the initMode.
+    let initialized = d.recorded.as_ref().is_some_and(|r| r.db_uid == db.uid && !r.init_pending);
     // A standby whose data dir vanished after its copy is copied again: a copy of the master
     // can only ever be a standby, so this is safe, and waiting for the sentinel to hand out a
     // new db would leave the cluster a standby short meanwhile.
@@ -204,7 +216,7 @@ pub fn plan(d: &Desired, o: &Observed) -> Vec<Step> {
 
 /// Stop, copy the followed db (rewind or basebackup), mark as standby, record, converge.
 fn copy_as_standby(d: &Desired, db: &DesiredDb, source: &Source, o: &Observed) -> Vec<Step> {
-    let record = Step::RecordDbState(DbState { db_uid: db.uid.clone(), generation: None });
+    let record = record(d, db, None);
     let mut steps = stop_if_running(o);
     steps.extend(copy_steps(d, source, o));
     steps.extend([Step::CreateStandbySignal, record]);
@@ -214,13 +226,18 @@ fn copy_as_standby(d: &Desired, db: &DesiredDb, source: &Source, o: &Observed) -
 
 /// Applies the db's initMode to a db uid not yet recorded in dbstate.json.
 fn init(d: &Desired, db: &DesiredDb, o: &Observed) -> Vec<Step> {
-    let record = Step::RecordDbState(DbState { db_uid: db.uid.clone(), generation: None });
+    let record = record(d, db, None);
     match db.init_mode {
         DbInitMode::New => {
             if db.role != DbRole::Master {
                 return vec![Step::Wait(WaitReason::InconsistentInitMode(db.init_mode, db.role))];
             }
+            if let Some(refusal) = would_destroy_data(d, db, o, Overwrite::InitDb) {
+                return vec![refusal];
+            }
             let mut steps = stop_if_running(o);
+            // Recorded first: after a kill -9 during initdb, the remains are recognised as ours.
+            steps.push(Step::RecordDbState(DbState { init_pending: true, ..record_state(d, db, None) }));
             if o.data_dir != DataDir::Missing {
                 steps.push(Step::RemoveDataDir);
             }
@@ -235,12 +252,22 @@ fn init(d: &Desired, db: &DesiredDb, o: &Observed) -> Vec<Step> {
             let Some(source) = &db.source else {
                 return vec![Step::Wait(WaitReason::NoSource)];
             };
+            if let Some(refusal) = would_destroy_data(d, db, o, Overwrite::Copy) {
+                return vec![refusal];
+            }
             copy_as_standby(d, db, source, o)
         }
         DbInitMode::Existing | DbInitMode::None => {
             // Adopt the data dir as it is; never create one.
             if o.data_dir != DataDir::Present {
                 return vec![Step::ReportDataDirMissing];
+            }
+            // Adopting another cluster's data as a master (initMode existing) is how an operator
+            // recovers a lost clusterdata; adopting it as a standby would copy over it.
+            if db.role == DbRole::Standby {
+                if let Some(refusal) = would_destroy_data(d, db, o, Overwrite::Copy) {
+                    return vec![refusal];
+                }
             }
             let mut steps = vec![record];
             steps.extend(converge(d, db, o));
@@ -260,9 +287,12 @@ fn converge(d: &Desired, db: &DesiredDb, o: &Observed) -> Vec<Step> {
         DbRole::Master => converge_master(d, db, o, &mut steps),
         DbRole::Standby => converge_standby(d, db, o, &mut steps),
     };
-    let recorded_generation = d.recorded.as_ref().filter(|r| r.db_uid == db.uid).and_then(|r| r.generation);
-    if done && steps.is_empty() && o.healthy && recorded_generation != Some(db.generation) {
-        steps.push(Step::RecordDbState(DbState { db_uid: db.uid.clone(), generation: Some(db.generation) }));
+    let recorded = d.recorded.as_ref().filter(|r| r.db_uid == db.uid);
+    let recorded_generation = recorded.and_then(|r| r.generation);
+    // dbstate.json of an older keeper lacks the cluster uid: add it.
+    let recorded_cluster = recorded.and_then(|r| r.cluster_uid.as_deref());
+    if done && steps.is_empty() && o.healthy && (recorded_generation != Some(db.generation) || recorded_cluster != Some(d.cluster_uid.as_str())) {
+        steps.push(record(d, db, Some(db.generation)));
     }
     steps
 }
@@ -354,6 +384,48 @@ fn converge_standby(d: &Desired, db: &DesiredDb, o: &Observed, steps: &mut Vec<S
     o.in_recovery.is_some()
 }
 
+/// Records `db` (of this cluster) in dbstate.json, at `generation` once converged.
+fn record(d: &Desired, db: &DesiredDb, generation: Option<u64>) -> Step {
+    Step::RecordDbState(record_state(d, db, generation))
+}
+
+fn record_state(d: &Desired, db: &DesiredDb, generation: Option<u64>) -> DbState {
+    DbState { db_uid: db.uid.clone(), generation, cluster_uid: Some(d.cluster_uid.clone()), init_pending: false }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Overwrite {
+    /// initdb for initMode new.
+    InitDb,
+    /// A copy (pg_rewind or pg_basebackup) for initMode resync.
+    Copy,
+}
+
+/// The refusal to wait on when applying the db's initMode would destroy data that may be the
+/// only copy of someone's database (safety review §3: a lost clusterdata re-created by a
+/// sentinel must not wipe the old cluster). `None` when there is nothing to lose or the
+/// operator said `--allow-reinit`.
+/// - initdb: never over PostgreSQL data (PG_VERSION), except the remains of this db's own
+///   interrupted initdb, nor on a keeper whose dbstate.json names a db of another cluster or of
+///   an unknown one (written by an older keeper);
+/// - copy: never over the data of a db recorded as another cluster's. A standby of this cluster
+///   given a new resync db (same cluster uid) is copied over its old data as always.
+fn would_destroy_data(d: &Desired, db: &DesiredDb, o: &Observed, what: Overwrite) -> Option<Step> {
+    if d.allow_reinit {
+        return None;
+    }
+    let other_db = d.recorded.as_ref().filter(|r| r.db_uid != db.uid);
+    let own_pending = d.recorded.as_ref().is_some_and(|r| r.db_uid == db.uid && r.init_pending);
+    let refuse = match what {
+        Overwrite::InitDb => {
+            let foreign = other_db.is_some_and(|r| r.cluster_uid.as_deref() != Some(d.cluster_uid.as_str()));
+            foreign || (o.holds_data && !own_pending)
+        }
+        Overwrite::Copy => o.holds_data && other_db.is_some_and(|r| r.cluster_uid.as_ref().is_some_and(|c| *c != d.cluster_uid)),
+    };
+    refuse.then(|| Step::Wait(WaitReason::WouldDestroyData { recorded: d.recorded.clone(), pg_data: o.holds_data }))
+}
+
 fn stop_if_running(o: &Observed) -> Vec<Step> {
     if o.running {
         vec![Step::Stop]
@@ -387,6 +459,7 @@ fn copy_steps(d: &Desired, source: &Source, o: &Observed) -> Vec<Step> {
 fn after_copy(o: &Observed, standby_signal: bool, repl_role_exists: Option<bool>) -> Observed {
     Observed {
         data_dir: DataDir::Present,
+        holds_data: true,
         system_id: None,
         running: false,
         healthy: false,

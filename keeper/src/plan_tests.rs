@@ -24,16 +24,17 @@ fn standby(init_mode: DbInitMode, source: Option<Source>) -> DesiredDb {
 }
 
 fn rec(uid: &str, generation: Option<u64>) -> Option<DbState> {
-    Some(DbState { db_uid: uid.into(), generation })
+    Some(DbState { db_uid: uid.into(), generation, cluster_uid: Some("c1".into()), init_pending: false })
 }
 
 fn desired(db: Option<DesiredDb>, recorded: Option<DbState>) -> Desired {
-    Desired { db, recorded, conf_hash: H, use_pgrewind: true, automatic_pg_restart: false, reload_applies_conninfo: true }
+    Desired { db, recorded, conf_hash: H, use_pgrewind: true, automatic_pg_restart: false, reload_applies_conninfo: true, cluster_uid: "c1".into(), allow_reinit: false }
 }
 
 fn stopped(data_dir: DataDir) -> Observed {
     Observed {
         data_dir,
+        holds_data: data_dir == DataDir::Present,
         system_id: (data_dir == DataDir::Present).then(|| "sys1".to_string()),
         running: false,
         healthy: false,
@@ -65,7 +66,24 @@ fn running_standby() -> Observed {
 }
 
 fn record(generation: Option<u64>) -> Step {
-    RecordDbState(DbState { db_uid: "db1".into(), generation })
+    RecordDbState(DbState { db_uid: "db1".into(), generation, cluster_uid: Some("c1".into()), init_pending: false })
+}
+
+fn rec_of(uid: &str, cluster: Option<&str>, generation: Option<u64>) -> Option<DbState> {
+    Some(DbState { db_uid: uid.into(), generation, cluster_uid: cluster.map(str::to_string), init_pending: false })
+}
+
+/// dbstate.json says initdb for db1 started (and may not have finished).
+fn pending() -> Step {
+    RecordDbState(DbState { db_uid: "db1".into(), generation: None, cluster_uid: Some("c1".into()), init_pending: true })
+}
+
+fn refuse(recorded: Option<DbState>, pg_data: bool) -> Vec<Step> {
+    vec![Wait(WaitReason::WouldDestroyData { recorded, pg_data })]
+}
+
+fn allow_reinit(d: Desired) -> Desired {
+    Desired { allow_reinit: true, ..d }
 }
 
 struct Case {
@@ -84,19 +102,80 @@ fn cases() -> Vec<Case> {
             name: "new master on an empty keeper",
             d: desired(Some(master(M::New)), None),
             o: stopped(DataDir::Missing),
-            want: vec![InitDb, record(None), WriteConfig, Start, CreateReplicationRole],
+            want: vec![pending(), InitDb, record(None), WriteConfig, Start, CreateReplicationRole],
         },
         Case {
-            name: "new master over an old cluster's running db (uid not recorded)",
-            d: desired(Some(master(M::New)), rec("olddb", Some(9))),
+            // Safety review §3: the clusterdata was lost and a sentinel created a new cluster.
+            name: "new master over an old cluster's running db: refuse, touch nothing",
+            d: desired(Some(master(M::New)), rec_of("olddb", Some("old-cluster"), Some(9))),
             o: running_standby(),
-            want: vec![Stop, RemoveDataDir, InitDb, record(None), WriteConfig, Start, CreateReplicationRole],
+            want: refuse(rec_of("olddb", Some("old-cluster"), Some(9)), true),
         },
         Case {
-            name: "new master after an initdb interrupted by kill -9",
+            name: "new master over an old cluster's running db with --allow-reinit: stop, wipe, initdb",
+            d: allow_reinit(desired(Some(master(M::New)), rec_of("olddb", Some("old-cluster"), Some(9)))),
+            o: running_standby(),
+            want: vec![Stop, pending(), RemoveDataDir, InitDb, record(None), WriteConfig, Start, CreateReplicationRole],
+        },
+        Case {
+            name: "new master over PostgreSQL data and no dbstate.json: refuse",
+            d: desired(Some(master(M::New)), None),
+            o: stopped(DataDir::Present),
+            want: refuse(None, true),
+        },
+        Case {
+            name: "new master over a partial data dir holding PG_VERSION and no dbstate.json: refuse",
+            d: desired(Some(master(M::New)), None),
+            o: Observed { holds_data: true, ..stopped(DataDir::Partial) },
+            want: refuse(None, true),
+        },
+        Case {
+            name: "new master, empty data dir but the dbstate.json of another cluster: refuse",
+            d: desired(Some(master(M::New)), rec_of("olddb", Some("old-cluster"), Some(2))),
+            o: stopped(DataDir::Empty),
+            want: refuse(rec_of("olddb", Some("old-cluster"), Some(2)), false),
+        },
+        Case {
+            name: "new master, dbstate.json of an older keeper (no cluster uid) naming another db: refuse",
+            d: desired(Some(master(M::New)), rec_of("olddb", None, Some(2))),
+            o: stopped(DataDir::Missing),
+            want: refuse(rec_of("olddb", None, Some(2)), false),
+        },
+        Case {
+            name: "new master, dbstate.json of an earlier init attempt of this cluster, no data: initdb",
+            d: desired(Some(master(M::New)), rec_of("db0", Some("c1"), None)),
+            o: stopped(DataDir::Missing),
+            want: vec![pending(), InitDb, record(None), WriteConfig, Start, CreateReplicationRole],
+        },
+        Case {
+            name: "new master after an initdb interrupted by kill -9 (PG_VERSION, initdb pending): redo",
+            d: desired(Some(master(M::New)), Some(DbState { init_pending: true, ..rec("db1", None).unwrap() })),
+            o: Observed { holds_data: true, ..stopped(DataDir::Partial) },
+            want: vec![pending(), RemoveDataDir, InitDb, record(None), WriteConfig, Start, CreateReplicationRole],
+        },
+        Case {
+            name: "new master after an initdb killed before it wrote anything",
             d: desired(Some(master(M::New)), None),
             o: stopped(DataDir::Partial),
-            want: vec![RemoveDataDir, InitDb, record(None), WriteConfig, Start, CreateReplicationRole],
+            want: vec![pending(), RemoveDataDir, InitDb, record(None), WriteConfig, Start, CreateReplicationRole],
+        },
+        Case {
+            name: "resync over the data of another cluster: refuse",
+            d: desired(Some(standby(M::Resync, src(Some("other"), true))), rec_of("olddb", Some("old-cluster"), Some(3))),
+            o: stopped(DataDir::Present),
+            want: refuse(rec_of("olddb", Some("old-cluster"), Some(3)), true),
+        },
+        Case {
+            name: "resync over the data of another cluster with --allow-reinit: basebackup",
+            d: allow_reinit(desired(Some(standby(M::Resync, src(Some("other"), true))), rec_of("olddb", Some("old-cluster"), Some(3)))),
+            o: stopped(DataDir::Present),
+            want: vec![RemoveDataDir, BaseBackup, CreateStandbySignal, record(None), WriteConfig, Start],
+        },
+        Case {
+            name: "converged db recorded by an older keeper (no cluster uid): record the cluster uid",
+            d: desired(Some(master(M::None)), rec_of("db1", None, Some(3))),
+            o: running_master(),
+            want: vec![record(Some(3))],
         },
         Case {
             name: "new master already initialized: never initdb again",
@@ -120,7 +199,7 @@ fn cases() -> Vec<Case> {
             name: "standby, data dir emptied: copied again from its master",
             d: desired(Some(standby(M::None, src(Some("sys1"), true))), rec("db1", Some(2))),
             o: stopped(DataDir::Empty),
-            want: vec![RemoveDataDir, BaseBackup, CreateStandbySignal, RecordDbState(DbState { db_uid: "db1".into(), generation: None }), WriteConfig, Start],
+            want: vec![RemoveDataDir, BaseBackup, CreateStandbySignal, record(None), WriteConfig, Start],
         },
         Case {
             name: "master, data dir emptied: report, never initdb",
@@ -465,6 +544,49 @@ fn initdb_only_for_new_and_unrecorded() {
     }
 }
 
+/// Safety review §3: without --allow-reinit, initdb never runs over PostgreSQL data (except the
+/// remains of this db's own interrupted initdb), nor over a keeper that recorded a db of another
+/// or an unknown cluster; nothing is copied over the data of another cluster.
+#[test]
+fn data_of_another_cluster_is_never_destroyed_without_allow_reinit() {
+    let records = [
+        None,
+        Some(DbState { init_pending: true, ..rec("db1", None).unwrap() }),
+        rec("db0", None),
+        rec_of("old", Some("old-cluster"), Some(4)),
+        rec_of("old", None, Some(4)),
+    ];
+    let mut refused = 0;
+    for mode in [M::None, M::New, M::Resync, M::Existing] {
+        for role in [DbRole::Master, DbRole::Standby] {
+            for recorded in &records {
+                for (data_dir, holds_data) in [(DataDir::Missing, false), (DataDir::Empty, false), (DataDir::Partial, false), (DataDir::Partial, true), (DataDir::Present, true)] {
+                    for (running, in_recovery) in [(false, None), (true, Some(false)), (true, Some(true))] {
+                        let db = DesiredDb { role, ..standby(mode, src(Some("other"), true)) };
+                        let d = desired(Some(db), recorded.clone());
+                        let o = Observed { running, in_recovery, holds_data, healthy: running, ..stopped(data_dir) };
+                        let steps = plan(&d, &o);
+                        let own_pending = recorded.as_ref().is_some_and(|r| r.db_uid == "db1" && r.init_pending);
+                        let foreign = recorded.as_ref().is_some_and(|r| r.db_uid != "db1" && r.cluster_uid.as_deref() != Some("c1"));
+                        if steps.contains(&InitDb) {
+                            assert!(!foreign && (!holds_data || own_pending), "initdb over data: {d:?} {o:?}");
+                        }
+                        let copies = steps.iter().any(|s| matches!(s, RemoveDataDir | BaseBackup | Rewind));
+                        let other_cluster = recorded.as_ref().is_some_and(|r| r.cluster_uid.as_deref() == Some("old-cluster"));
+                        assert!(!(copies && other_cluster && holds_data), "copy over another cluster's data: {steps:?} for {d:?} {o:?}");
+                        if steps.iter().any(|s| matches!(s, Wait(WaitReason::WouldDestroyData { .. }))) {
+                            assert_eq!(steps.len(), 1, "a refusal touches nothing: {steps:?}");
+                            refused += 1;
+                            assert!(!plan(&allow_reinit(d.clone()), &o).iter().any(|s| matches!(s, Wait(_))), "--allow-reinit goes on: {d:?} {o:?}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(refused > 0);
+}
+
 #[test]
 fn data_removed_only_for_new_resync_or_a_primary_turned_standby() {
     for (d, o) in all_situations() {
@@ -605,7 +727,7 @@ fn perturbations() -> Vec<Perturbation> {
             name: "generation bumped",
             applies: For::AnyDb,
             change: |d, _| db_mut(d).generation = 4,
-            want: |s| s == [RecordDbState(DbState { db_uid: "db1".into(), generation: Some(4) })],
+            want: |s| s == [record(Some(4))],
         },
         Perturbation {
             name: "pending restart with automaticPgRestart",
