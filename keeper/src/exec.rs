@@ -39,6 +39,9 @@ pub struct Executor {
     pub recorded: Option<DbState>,
     /// The last plan asked to report a missing data dir.
     pub data_dir_missing: bool,
+    /// The slot whose failed drop was last logged, and when: a drop retried every pass is
+    /// logged once a minute.
+    slot_drop_warned: Option<(String, Instant)>,
 }
 
 impl Executor {
@@ -51,6 +54,7 @@ impl Executor {
             rewind_attempts: RewindAttempts::default(),
             recorded,
             data_dir_missing: false,
+            slot_drop_warned: None,
         }
     }
 
@@ -174,8 +178,22 @@ impl Executor {
                 sql::create_slot(&client, name).await.map_err(|source| StepError::Sql { step: step.name(), source })
             }
             Step::DropSlot(name) => {
-                let client = self.sql(step, t).await?;
-                sql::drop_slot(&client, name).await.map_err(|source| StepError::Sql { step: step.name(), source })
+                // A failed drop is logged and the pass goes on, as in Stolon: the usual cause is
+                // a removed standby that is still connected (the slot is active), and stopping
+                // the pass here would keep the master from ever recording a new generation (a
+                // NotConverged failover of a healthy master). The next pass tries again.
+                let dropped = match self.sql(step, t).await {
+                    Ok(client) => sql::drop_slot(&client, name).await.map_err(|source| StepError::Sql { step: step.name(), source }),
+                    Err(err) => Err(err),
+                };
+                if let Err(err) = dropped {
+                    let repeated = self.slot_drop_warned.as_ref().is_some_and(|(slot, at)| slot == name && at.elapsed() < Duration::from_secs(60));
+                    if !repeated {
+                        tracing::warn!(slot = %name, error = %err, "cannot drop a stale replication slot (standby still connected?); going on, retrying on the next pass");
+                        self.slot_drop_warned = Some((name.clone(), Instant::now()));
+                    }
+                }
+                Ok(())
             }
             Step::RecordDbState(st) => {
                 state::write_db_state(&cfg.data_dir, st).map_err(io("write", &cfg.data_dir.join(state::DB_STATE_FILE)))?;
@@ -399,6 +417,25 @@ mod tests {
         for (major, wanted, want) in rows {
             assert_eq!(data_checksums_arg(wanted, major), want, "PostgreSQL {major}, dataChecksums {wanted:?}");
         }
+    }
+
+    /// Safety review §14a: a stale `stolon_` slot that cannot be dropped (its standby is still
+    /// connected, so the slot is active) must not stop the pass: the steps after it still run.
+    #[tokio::test]
+    async fn a_slot_that_cannot_be_dropped_does_not_stop_the_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = crate::desired::tests::config("k1");
+        cfg.data_dir = dir.path().to_path_buf();
+        cfg.pgdata = dir.path().join("postgres");
+        cfg.pgpass = dir.path().join("pgpass");
+        let cfg = Arc::new(cfg);
+        let t = crate::desired::target(&crate::desired::tests::cluster(r#"{"initMode":"new"}"#), &cfg, None);
+        let mut exec = Executor::new(Arc::clone(&cfg), None);
+        let rec = DbState { db_uid: "db1".into(), generation: Some(2), cluster_uid: None, init_pending: false };
+        // No postgres runs here, so the drop fails, like one refused with "slot is active".
+        let steps = [Step::DropSlot("stolon_gone".into()), Step::RecordDbState(rec.clone())];
+        exec.run(&steps, &t, false).await.unwrap();
+        assert_eq!(state::read_db_state(dir.path()).unwrap(), Some(rec));
     }
 
     #[test]
