@@ -14,7 +14,7 @@ use crate::plan::{Step, WaitReason};
 use crate::process::{self, run_tool, PgChild};
 use crate::rewind::{self, RewindAttempts, RewindFailure, Verdict};
 use crate::state::{self, DbState};
-use crate::{conf, sql};
+use crate::{autoconf, conf, sql};
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
 use std::sync::Arc;
@@ -135,13 +135,18 @@ impl Executor {
             }
             Step::Promote => self.pg_ctl("promote", &["promote", "-w", "-t", &PG_CTL_TIMEOUT.as_secs().to_string()]).await.map(|_| ()),
             Step::RemoveDataDir => remove_contents(&cfg.pgdata).map_err(io("empty", &cfg.pgdata)),
-            Step::InitDb => self.initdb(t).await,
+            Step::InitDb => {
+                self.initdb(t).await?;
+                self.neutralize_auto_conf(step)
+            }
             Step::BaseBackup => {
                 let src = t.source.as_ref().ok_or_else(|| no_source(step))?;
                 tracing::info!(source = %src.describe, "copying the data dir with pg_basebackup");
                 self.write_pgpass(step)?;
                 let args: Vec<OsString> = vec!["-D".into(), cfg.pgdata.clone().into(), "-d".into(), basebackup_conninfo(&src.repl_conninfo).into(), "-X".into(), "stream".into(), "-c".into(), "fast".into(), "--no-password".into()];
-                self.tool(step, Tool::BaseBackup, "pg_basebackup", &args, t.timing.sync_timeout).await
+                self.tool(step, Tool::BaseBackup, "pg_basebackup", &args, t.timing.sync_timeout).await?;
+                // The copy brings the source's postgresql.auto.conf along.
+                self.neutralize_auto_conf(step)
             }
             Step::Rewind => {
                 let src = t.source.as_ref().and_then(|s| s.su_conninfo.as_ref().map(|c| (s, c))).ok_or_else(|| no_source(step))?;
@@ -158,10 +163,12 @@ impl Executor {
                 }
                 tracing::info!(source = %src.0.describe, "rewinding the data dir with pg_rewind");
                 self.write_pgpass(step)?;
+                let auto_conf = cfg.pgdata.join(autoconf::AUTO_CONF_FILE);
+                autoconf::remove_symlink(&cfg.pgdata).map_err(io("remove", &auto_conf))?;
                 let args: Vec<OsString> = vec![format!("--target-pgdata={}", cfg.pgdata.display()).into(), format!("--source-server={}", src.1).into()];
                 self.tool(step, Tool::Rewind, "pg_rewind", &args, t.timing.sync_timeout).await?;
                 // pg_rewind copied the source's own configuration; ours is rewritten next.
-                Ok(())
+                self.neutralize_auto_conf(step)
             }
             Step::WriteConfig => self.write_config(t, step),
             Step::CreateStandbySignal => {
@@ -263,6 +270,9 @@ impl Executor {
         }
         // A pgpass deleted by someone must not stop replication.
         self.write_pgpass(&Step::Start)?;
+        // Whatever put a postgresql.auto.conf back (a copy made by hand, an adopted data dir),
+        // postgres never starts with settings the keeper does not manage.
+        self.neutralize_auto_conf(&Step::Start)?;
         self.child.spawn(&self.cfg.program("postgres"), &self.cfg.pgdata)?;
         self.conf_applied = Some(t.desired.conf_hash);
         let deadline = Instant::now() + t.timing.db_wait_ready_timeout;
@@ -304,6 +314,21 @@ impl Executor {
         let result = self.tool(&Step::InitDb, Tool::InitDb, "initdb", &args, INITDB_TIMEOUT).await;
         let _ = std::fs::remove_file(&pwfile);
         result
+    }
+
+    /// Makes postgresql.auto.conf a symlink to /dev/null (`autoconf`), logging the settings of a
+    /// file moved aside.
+    fn neutralize_auto_conf(&self, step: &Step) -> Result<(), StepError> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let path = self.cfg.pgdata.join(autoconf::AUTO_CONF_FILE);
+        match autoconf::neutralize(&self.cfg.pgdata, &self.cfg.data_dir, now) {
+            Ok(autoconf::Neutralized::MovedAside { backup, settings }) => {
+                tracing::warn!(?settings, backup = %backup.display(), "postgresql.auto.conf (ALTER SYSTEM) held settings; they are ignored from now on (moved aside): set them in the cluster spec's pgParameters instead");
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+            Err(source) => Err(StepError::Io { step: step.name(), what: "replace with a symlink to /dev/null", path, source }),
+        }
     }
 
     fn write_pgpass(&self, step: &Step) -> Result<(), StepError> {

@@ -6,6 +6,7 @@
 //! - `state`: keeperstate.json, dbstate.json and pgpass, written atomically;
 //! - `quote`: quoting for postgresql.conf, conninfo, pg_hba.conf, pgpass and SQL;
 //! - `conf`, `hba`: pure renderings of postgresql-stolon.conf and pg_hba.conf (golden-tested);
+//! - `autoconf`: postgresql.auto.conf as a symlink to /dev/null, so ALTER SYSTEM fails;
 //! - `desired`: clusterdata to the plan's `Desired` plus the files to write;
 //! - `plan`: the pure decision `plan(&Desired, &Observed) -> Vec<Step>`;
 //! - `observe`: the data dir and postgres as they are (`Observed`);
@@ -21,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod autoconf;
 mod conf;
 mod config;
 mod desired;
