@@ -84,6 +84,22 @@ fn master_keeps_follower_slots_and_sync_names() {
 }
 
 #[test]
+fn sync_master_waits_for_its_spec_standbys_with_a_restricted_hba() {
+    let cd = cluster(r#"{"initMode":"new","pgHBA":["host all app 10.1.0.0/16 md5"]}"#);
+    let t = target(&cd, &config("k1"), None);
+    let db = t.desired.db.as_ref().unwrap();
+    assert_eq!(db.sync_standbys, Some(BTreeSet::from(["db2".to_string()])));
+    assert!(t.pg_hba.contains("host all app") && !t.pg_hba_restricted.contains("host all app"), "{}", t.pg_hba_restricted);
+    assert_ne!(t.desired.conf_hash, t.desired.restricted_conf_hash);
+    assert_eq!(t.desired.restricted_conf_hash, conf::config_hash(&t.stolon_conf, &t.pg_hba_restricted, true));
+    // Standbys, and masters without synchronous replication, wait for nobody.
+    assert_eq!(target(&cd, &config("k2"), None).desired.db.unwrap().sync_standbys, None);
+    let mut cd = cd;
+    cd.dbs.get_mut("db1").unwrap().spec.synchronous_replication = false;
+    assert_eq!(target(&cd, &config("k1"), None).desired.db.unwrap().sync_standbys, None);
+}
+
+#[test]
 fn standby_follows_its_db_through_status_address() {
     let cd = cluster(r#"{"initMode":"new"}"#);
     let t = target(&cd, &config("k2"), None);

@@ -130,7 +130,8 @@ impl Executor {
             }
             Step::Reload => {
                 self.pg_ctl("reload", &["reload"]).await?;
-                self.conf_applied = Some(t.desired.conf_hash);
+                // What postgres now runs with is what is on disk: the full or the restricted file.
+                self.conf_applied = crate::observe::conf_on_disk(&cfg.pgdata);
                 Ok(())
             }
             Step::Promote => self.pg_ctl("promote", &["promote", "-w", "-t", &PG_CTL_TIMEOUT.as_secs().to_string()]).await.map(|_| ()),
@@ -170,7 +171,8 @@ impl Executor {
                 // pg_rewind copied the source's own configuration; ours is rewritten next.
                 self.neutralize_auto_conf(step)
             }
-            Step::WriteConfig => self.write_config(t, step),
+            Step::WriteConfig => self.write_config(t, step, &t.pg_hba),
+            Step::WriteRestrictedConfig => self.write_config(t, step, &t.pg_hba_restricted),
             Step::CreateStandbySignal => {
                 state::atomic_write(&cfg.pgdata.join("standby.signal"), b"", 0o600).map_err(io("write", &cfg.pgdata.join("standby.signal")))
             }
@@ -274,7 +276,7 @@ impl Executor {
         // postgres never starts with settings the keeper does not manage.
         self.neutralize_auto_conf(&Step::Start)?;
         self.child.spawn(&self.cfg.program("postgres"), &self.cfg.pgdata)?;
-        self.conf_applied = Some(t.desired.conf_hash);
+        self.conf_applied = crate::observe::conf_on_disk(&self.cfg.pgdata);
         let deadline = Instant::now() + t.timing.db_wait_ready_timeout;
         loop {
             if let Some(status) = self.child.reap() {
@@ -338,14 +340,14 @@ impl Executor {
             .map_err(|source| StepError::Io { step: step.name(), what: "write", path: cfg.pgpass.clone(), source })
     }
 
-    fn write_config(&self, t: &Target, step: &Step) -> Result<(), StepError> {
+    fn write_config(&self, t: &Target, step: &Step, pg_hba: &str) -> Result<(), StepError> {
         let pgdata = &self.cfg.pgdata;
         let err = |what: &'static str, path: std::path::PathBuf| move |source| StepError::Io { step: step.name(), what, path, source };
         self.write_pgpass(step)?;
         let stolon = pgdata.join(conf::STOLON_CONF_FILE);
         state::atomic_write(&stolon, t.stolon_conf.as_bytes(), 0o600).map_err(err("write", stolon.clone()))?;
         let hba = pgdata.join("pg_hba.conf");
-        state::atomic_write(&hba, t.pg_hba.as_bytes(), 0o600).map_err(err("write", hba.clone()))?;
+        state::atomic_write(&hba, pg_hba.as_bytes(), 0o600).map_err(err("write", hba.clone()))?;
         let main = pgdata.join("postgresql.conf");
         let text = match std::fs::read_to_string(&main) {
             Ok(text) => text,

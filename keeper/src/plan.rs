@@ -31,6 +31,8 @@ pub struct Desired {
     pub recorded: Option<DbState>,
     /// Hash of the configuration files the keeper wants (`conf::config_hash`).
     pub conf_hash: u64,
+    /// Hash of the same files with the restricted pg_hba.conf (clients kept out).
+    pub restricted_conf_hash: u64,
     /// The spec's usePgrewind.
     pub use_pgrewind: bool,
     /// The spec's automaticPgRestart: restart when a changed setting needs it.
@@ -60,6 +62,9 @@ pub struct DesiredDb {
     /// elected another master and keeps this db (and its data) as a candidate until the new
     /// master has converged. The keeper stops postgres and waits, touching no data.
     pub deposed: bool,
+    /// On a master with synchronous replication on: the db uids of its synchronous standbys
+    /// (clusterdata's spec), which must be in sync before a (re)started master admits clients.
+    pub sync_standbys: Option<BTreeSet<String>>,
 }
 
 /// The followed db, as far as the plan needs to know it.
@@ -112,6 +117,9 @@ pub struct Observed {
     pub slots: Option<BTreeSet<String>>,
     /// A pg_rewind for this db already failed in this keeper process.
     pub rewind_failed: bool,
+    /// On a primary: the standbys pg_stat_replication reports in sync (db uids, `stolon_`
+    /// stripped); `None` when unknown or not looked at.
+    pub in_sync_standbys: Option<BTreeSet<String>>,
 }
 
 /// Why the keeper waits instead of acting.
@@ -150,6 +158,8 @@ pub enum Step {
     Rewind,
     /// Write postgresql-stolon.conf, pg_hba.conf and the include in postgresql.conf.
     WriteConfig,
+    /// The same, with the restricted pg_hba.conf that keeps clients out.
+    WriteRestrictedConfig,
     CreateStandbySignal,
     CreateReplicationRole,
     CreateSlot(String),
@@ -175,6 +185,7 @@ impl Step {
             Step::BaseBackup => "basebackup",
             Step::Rewind => "rewind",
             Step::WriteConfig => "write config",
+            Step::WriteRestrictedConfig => "write restricted config",
             Step::CreateStandbySignal => "create standby.signal",
             Step::CreateReplicationRole => "create replication role",
             Step::CreateSlot(_) => "create slot",
@@ -300,8 +311,9 @@ fn converge(d: &Desired, db: &DesiredDb, o: &Observed) -> Vec<Step> {
 /// Master: running, out of recovery, configured, with its replication role and slots. Returns
 /// whether the plan could look at everything (postgres answered).
 fn converge_master(d: &Desired, db: &DesiredDb, o: &Observed, steps: &mut Vec<Step>) -> bool {
-    if o.conf_on_disk != Some(d.conf_hash) {
-        steps.push(Step::WriteConfig);
+    let (write, conf_hash) = if keep_clients_out(d, db, o) { (Step::WriteRestrictedConfig, d.restricted_conf_hash) } else { (Step::WriteConfig, d.conf_hash) };
+    if o.conf_on_disk != Some(conf_hash) {
+        steps.push(write);
     }
     if !o.running {
         steps.push(Step::Start);
@@ -314,7 +326,7 @@ fn converge_master(d: &Desired, db: &DesiredDb, o: &Observed, steps: &mut Vec<St
         }
         return false;
     }
-    if o.conf_applied != Some(d.conf_hash) {
+    if o.conf_applied != Some(conf_hash) {
         steps.push(Step::Reload);
     }
     match o.in_recovery {
@@ -340,6 +352,23 @@ fn converge_master(d: &Desired, db: &DesiredDb, o: &Observed, steps: &mut Vec<St
         }
     }
     true
+}
+
+/// Whether the master runs (or starts) with the restricted pg_hba.conf (Stolon's
+/// waitSyncStandbysSynced): with synchronous replication on, a master found stopped starts with
+/// clients kept out, because transactions that were waiting for a standby's acknowledgement when
+/// it stopped are in its WAL and become visible at start before any standby has them; clients
+/// come in once every synchronous standby of the spec is reported in sync. The restricted file
+/// on disk is what carries this across passes and keeper restarts. A master that keeps running
+/// while a standby falls behind is not restricted (its commits simply wait).
+fn keep_clients_out(d: &Desired, db: &DesiredDb, o: &Observed) -> bool {
+    let Some(wanted) = db.sync_standbys.as_ref().filter(|w| !w.is_empty()) else { return false };
+    if !o.running {
+        return true;
+    }
+    let restricted_now = o.conf_on_disk == Some(d.restricted_conf_hash);
+    let in_sync = o.in_sync_standbys.as_ref().is_some_and(|have| wanted.is_subset(have));
+    restricted_now && !in_sync
 }
 
 /// Standby: in recovery from its source with the wanted primary_conninfo. A primary that
@@ -471,6 +500,7 @@ fn after_copy(o: &Observed, standby_signal: bool, repl_role_exists: Option<bool>
         repl_role_exists,
         slots: None,
         rewind_failed: o.rewind_failed,
+        in_sync_standbys: None,
     }
 }
 

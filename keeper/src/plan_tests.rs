@@ -6,6 +6,8 @@ use DbInitMode as M;
 use Step::*;
 
 const H: u64 = 42;
+/// The hash of the configuration with the restricted pg_hba.conf.
+const HR: u64 = 43;
 
 fn slots(names: &[&str]) -> BTreeSet<String> {
     names.iter().map(|s| s.to_string()).collect()
@@ -16,11 +18,11 @@ fn src(system_id: Option<&str>, can_rewind: bool) -> Option<Source> {
 }
 
 fn master(init_mode: DbInitMode) -> DesiredDb {
-    DesiredDb { uid: "db1".into(), generation: 3, role: DbRole::Master, init_mode, source: None, slots: slots(&["stolon_db2"]), deposed: false }
+    DesiredDb { uid: "db1".into(), generation: 3, role: DbRole::Master, init_mode, source: None, slots: slots(&["stolon_db2"]), deposed: false, sync_standbys: None }
 }
 
 fn standby(init_mode: DbInitMode, source: Option<Source>) -> DesiredDb {
-    DesiredDb { uid: "db1".into(), generation: 3, role: DbRole::Standby, init_mode, source, slots: BTreeSet::new(), deposed: false }
+    DesiredDb { uid: "db1".into(), generation: 3, role: DbRole::Standby, init_mode, source, slots: BTreeSet::new(), deposed: false, sync_standbys: None }
 }
 
 fn rec(uid: &str, generation: Option<u64>) -> Option<DbState> {
@@ -28,7 +30,7 @@ fn rec(uid: &str, generation: Option<u64>) -> Option<DbState> {
 }
 
 fn desired(db: Option<DesiredDb>, recorded: Option<DbState>) -> Desired {
-    Desired { db, recorded, conf_hash: H, use_pgrewind: true, automatic_pg_restart: false, reload_applies_conninfo: true, cluster_uid: "c1".into(), allow_reinit: false }
+    Desired { db, recorded, conf_hash: H, restricted_conf_hash: HR, use_pgrewind: true, automatic_pg_restart: false, reload_applies_conninfo: true, cluster_uid: "c1".into(), allow_reinit: false }
 }
 
 fn stopped(data_dir: DataDir) -> Observed {
@@ -46,6 +48,7 @@ fn stopped(data_dir: DataDir) -> Observed {
         repl_role_exists: None,
         slots: None,
         rewind_failed: false,
+        in_sync_standbys: None,
     }
 }
 
@@ -414,6 +417,7 @@ fn cases() -> Vec<Case> {
         },
     ];
     v.extend(deposed_cases());
+    v.extend(restricted_cases());
     v.push(Case {
         name: "master with unknown slots (not answering as primary): no slot steps",
         d: desired(Some(master(M::None)), converged),
@@ -480,6 +484,74 @@ fn deposed_cases() -> Vec<Case> {
             d: desired(Some(master(M::None)), converged),
             o: stopped(DataDir::Present),
             want: vec![Start],
+        },
+    ]
+}
+
+fn sync_master(in_sync: &[&str]) -> DesiredDb {
+    DesiredDb { sync_standbys: Some(slots(in_sync)), ..master(M::None) }
+}
+
+/// Safety review §14c (Stolon's waitSyncStandbysSynced): a master (re)started with synchronous
+/// replication on admits no client until its synchronous standbys are in sync, so no commit
+/// made before the restart is read before a standby holds it.
+fn restricted_cases() -> Vec<Case> {
+    let converged = rec("db1", Some(3));
+    let restricted = Observed { conf_on_disk: Some(HR), conf_applied: Some(HR), in_sync_standbys: Some(slots(&[])), ..running_master() };
+    vec![
+        Case {
+            name: "sync master found stopped: started with the restricted pg_hba",
+            d: desired(Some(sync_master(&["db2"])), converged.clone()),
+            o: stopped(DataDir::Present),
+            want: vec![WriteRestrictedConfig, Start],
+        },
+        Case {
+            name: "sync master elected while stopped as a standby: restricted start, promote",
+            d: desired(Some(sync_master(&["db2"])), converged.clone()),
+            o: Observed { standby_signal: true, ..stopped(DataDir::Present) },
+            want: vec![WriteRestrictedConfig, Start, Promote],
+        },
+        Case {
+            name: "restarted sync master, its standby not in sync yet: clients stay out (converged otherwise)",
+            d: desired(Some(sync_master(&["db2"])), rec("db1", Some(2))),
+            o: restricted.clone(),
+            want: vec![record(Some(3))],
+        },
+        Case {
+            name: "restarted sync master, in-sync standbys unknown: clients stay out",
+            d: desired(Some(sync_master(&["db2"])), converged.clone()),
+            o: Observed { in_sync_standbys: None, ..restricted.clone() },
+            want: vec![],
+        },
+        Case {
+            name: "restarted sync master, only some of its standbys in sync: clients stay out",
+            d: desired(Some(sync_master(&["db2", "db3"])), converged.clone()),
+            o: Observed { in_sync_standbys: Some(slots(&["db2"])), ..restricted.clone() },
+            want: vec![],
+        },
+        Case {
+            name: "restarted sync master, its standbys in sync again: full pg_hba, reload",
+            d: desired(Some(sync_master(&["db2"])), converged.clone()),
+            o: Observed { in_sync_standbys: Some(slots(&["db2", "db4"])), ..restricted.clone() },
+            want: vec![WriteConfig, Reload],
+        },
+        Case {
+            name: "restricted master whose synchronous replication was turned off: full pg_hba, reload",
+            d: desired(Some(master(M::None)), converged.clone()),
+            o: restricted.clone(),
+            want: vec![WriteConfig, Reload],
+        },
+        Case {
+            name: "sync master with no synchronous standby to wait for: started for clients",
+            d: desired(Some(sync_master(&[])), converged.clone()),
+            o: stopped(DataDir::Present),
+            want: vec![Start],
+        },
+        Case {
+            name: "running sync master (not restarted) whose standby fell out of sync: clients stay in",
+            d: desired(Some(sync_master(&["db2"])), converged),
+            o: Observed { in_sync_standbys: Some(slots(&[])), ..running_master() },
+            want: vec![],
         },
     ]
 }
