@@ -219,6 +219,7 @@ pub fn target(cd: &ClusterData, cfg: &KeeperConfig, recorded: Option<&DbState>) 
             reload_applies_conninfo: cfg.pg_version.major >= 13,
             cluster_uid: cd.cluster.uid.clone(),
             allow_reinit: cfg.allow_reinit,
+            boot_recorded: cd.keepers.get(&cfg.uid).and_then(|k| k.status.boot_uuid.as_deref()) == Some(cfg.boot_uuid.as_str()),
         },
         stolon_conf,
         pg_hba,

@@ -27,6 +27,7 @@ pub(crate) fn config(uid: &str) -> KeeperConfig {
         can_be_master: true,
         can_be_synchronous_replica: true,
         allow_reinit: false,
+        boot_uuid: "boot-k".into(),
     }
 }
 
@@ -147,6 +148,23 @@ fn records_the_cluster_uid_and_passes_allow_reinit() {
     let mut cfg = config("k1");
     cfg.allow_reinit = true;
     assert!(target(&cd, &cfg, None).desired.allow_reinit);
+}
+
+#[test]
+fn boot_uuid_recorded_only_when_clusterdata_has_this_process_s() {
+    let mut cd = cluster(r#"{"initMode":"new"}"#);
+    // Not registered by the sentinel yet.
+    assert!(!target(&cd, &config("k1"), None).desired.boot_recorded);
+    let keeper = |boot: &str| clusterview::data::Keeper {
+        uid: "k1".into(),
+        generation: 1,
+        change_time: chrono::Utc::now(),
+        status: clusterview::data::KeeperStatus { boot_uuid: Some(boot.into()), ..Default::default() },
+    };
+    cd.keepers.insert("k1".into(), keeper("boot-of-the-previous-process"));
+    assert!(!target(&cd, &config("k1"), None).desired.boot_recorded);
+    cd.keepers.insert("k1".into(), keeper("boot-k"));
+    assert!(target(&cd, &config("k1"), None).desired.boot_recorded);
 }
 
 #[test]

@@ -91,9 +91,8 @@ async fn run(args: args::Args) -> Result<(), StartupError> {
         }
         None => None,
     };
-    let boot_uuid = uuid::Uuid::new_v4().to_string();
     let observer = AbortOnDrop(tokio::spawn(keeper::observe_loop(Arc::clone(&cfg), Arc::clone(&shared))));
-    let publisher = AbortOnDrop(tokio::spawn(keeper::publish_loop(Arc::clone(&cfg), store.clone(), Arc::clone(&shared), boot_uuid)));
+    let publisher = AbortOnDrop(tokio::spawn(keeper::publish_loop(Arc::clone(&cfg), store.clone(), Arc::clone(&shared), cfg.boot_uuid.clone())));
 
     let exec = exec::Executor::new(Arc::clone(&cfg), recorded);
     let mut keeper = keeper::Keeper::new(Arc::clone(&cfg), store.clone(), shared, exec);

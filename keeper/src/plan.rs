@@ -10,6 +10,7 @@
 //! Data safety (DESIGN §2.4) lives here, where the tests can see it:
 //! - a deposed master (role master, but not clusterdata's `cluster.status.master`) is stopped
 //!   and left alone until clusterdata makes it the master again or gives it another db;
+//! - a restarted keeper acts on a master role only once clusterdata records its new bootUUID;
 //! - the data dir is removed only to apply initMode `new` or `resync` to a db uid that is not
 //!   yet recorded in dbstate.json (or to resync a primary that clusterdata says is a standby);
 //! - a db whose init was applied, or whose initMode is `none`/`existing`, never gets initdb: a
@@ -44,6 +45,9 @@ pub struct Desired {
     /// `--allow-reinit`: the operator allows initdb (initMode new), or a copy from another
     /// cluster, over a data dir that holds data.
     pub allow_reinit: bool,
+    /// clusterdata's status of this keeper records this keeper process's bootUUID: the sentinel
+    /// has seen this incarnation, so a master role is about it and not about the previous one.
+    pub boot_recorded: bool,
 }
 
 /// This keeper's db, as clusterdata describes it.
@@ -137,6 +141,9 @@ pub enum WaitReason {
     /// PostgreSQL data (`pg_data`) and/or the dbstate.json of a db of another (or an unknown)
     /// cluster. Only `--allow-reinit` lets the keeper go on.
     WouldDestroyData { recorded: Option<DbState>, pg_data: bool },
+    /// This keeper restarted and clusterdata does not record its new bootUUID yet: a master role
+    /// may have been written about its previous incarnation (see `Desired::boot_recorded`).
+    BootUuidNotRecorded,
 }
 
 /// One step toward the desired state. Each is idempotent.
@@ -211,6 +218,12 @@ pub fn plan(d: &Desired, o: &Observed) -> Vec<Step> {
         let mut steps = stop_if_running(o);
         steps.push(Step::Wait(WaitReason::Deposed));
         return steps;
+    }
+    if db.role == DbRole::Master && !d.boot_recorded {
+        // The master role may be about this keeper's previous incarnation (written just before
+        // a failover the sentinel is about to make): start, promote or initdb nothing until the
+        // sentinel has seen this process. A primary left running is left as it is.
+        return vec![Step::Wait(WaitReason::BootUuidNotRecorded)];
     }
     // An initdb that started and did not finish has not applied the initMode.
     let initialized = d.recorded.as_ref().is_some_and(|r| r.db_uid == db.uid && !r.init_pending);

@@ -30,7 +30,7 @@ fn rec(uid: &str, generation: Option<u64>) -> Option<DbState> {
 }
 
 fn desired(db: Option<DesiredDb>, recorded: Option<DbState>) -> Desired {
-    Desired { db, recorded, conf_hash: H, restricted_conf_hash: HR, use_pgrewind: true, automatic_pg_restart: false, reload_applies_conninfo: true, cluster_uid: "c1".into(), allow_reinit: false }
+    Desired { db, recorded, conf_hash: H, restricted_conf_hash: HR, use_pgrewind: true, automatic_pg_restart: false, reload_applies_conninfo: true, cluster_uid: "c1".into(), allow_reinit: false, boot_recorded: true }
 }
 
 fn stopped(data_dir: DataDir) -> Observed {
@@ -418,6 +418,7 @@ fn cases() -> Vec<Case> {
     ];
     v.extend(deposed_cases());
     v.extend(restricted_cases());
+    v.extend(boot_cases());
     v.push(Case {
         name: "master with unknown slots (not answering as primary): no slot steps",
         d: desired(Some(master(M::None)), converged),
@@ -552,6 +553,62 @@ fn restricted_cases() -> Vec<Case> {
             d: desired(Some(sync_master(&["db2"])), converged),
             o: Observed { in_sync_standbys: Some(slots(&[])), ..running_master() },
             want: vec![],
+        },
+    ]
+}
+
+fn restarted(d: Desired) -> Desired {
+    Desired { boot_recorded: false, ..d }
+}
+
+/// Safety review §14e (Stolon keeper.go: the keeper waits for the sentinel to record its new
+/// bootUUID): a restarted keeper does not act as a master on clusterdata written about its
+/// previous incarnation (e.g. the master role just before it was failed over).
+fn boot_cases() -> Vec<Case> {
+    let converged = rec("db1", Some(3));
+    let wait = vec![Wait(WaitReason::BootUuidNotRecorded)];
+    vec![
+        Case {
+            name: "restarted keeper, master db stopped, bootUUID not recorded yet: not started",
+            d: restarted(desired(Some(master(M::None)), converged.clone())),
+            o: stopped(DataDir::Present),
+            want: wait.clone(),
+        },
+        Case {
+            name: "restarted keeper, master db in recovery, bootUUID not recorded yet: not promoted",
+            d: restarted(desired(Some(master(M::None)), converged.clone())),
+            o: running_standby(),
+            want: wait.clone(),
+        },
+        Case {
+            name: "restarted keeper, primary still running, bootUUID not recorded yet: left as it is",
+            d: restarted(desired(Some(master(M::None)), converged.clone())),
+            o: Observed { conf_applied: None, ..running_master() },
+            want: wait.clone(),
+        },
+        Case {
+            name: "restarted keeper, new master db, bootUUID not recorded yet: no initdb",
+            d: restarted(desired(Some(master(M::New)), None)),
+            o: stopped(DataDir::Missing),
+            want: wait,
+        },
+        Case {
+            name: "restarted keeper, bootUUID recorded: the master is started",
+            d: desired(Some(master(M::None)), converged.clone()),
+            o: stopped(DataDir::Present),
+            want: vec![Start],
+        },
+        Case {
+            name: "restarted keeper of a standby, bootUUID not recorded yet: proceeds",
+            d: restarted(desired(Some(standby(M::None, src(Some("sys1"), true))), converged.clone())),
+            o: Observed { standby_signal: true, ..stopped(DataDir::Present) },
+            want: vec![Start],
+        },
+        Case {
+            name: "restarted keeper of a deposed master, bootUUID not recorded yet: still stopped",
+            d: restarted(desired(Some(deposed(M::None)), converged)),
+            o: running_master(),
+            want: vec![Stop, Wait(WaitReason::Deposed)],
         },
     ]
 }
