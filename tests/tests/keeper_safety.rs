@@ -1,0 +1,98 @@
+//! Keeper data safety with real processes: a cluster data created again over keepers that hold
+//! data does not wipe them (safety review §3), and ALTER SYSTEM cannot override the keeper's
+//! settings (§8).
+
+use serde_json::json;
+use std::time::Duration;
+use stolon_tests::cluster::{create_table, ids, insert_rows, ClusterOptions, TestCluster};
+use stolon_tests::wait_until_desc;
+
+const BOOT: Duration = Duration::from_secs(90);
+
+async fn single_keeper_with_rows(label: &str) -> (TestCluster, Vec<i32>) {
+    let c = TestCluster::start(label, ClusterOptions { keepers: 1, sentinels: 1, proxies: 0, spec: json!({"initMode": "new"}) }).await;
+    let m = c.wait_master(BOOT, None).await;
+    assert_eq!(m, 0);
+    let client = c.keeper_client(0).await.unwrap();
+    create_table(&client).await.unwrap();
+    insert_rows(&client, 0, 10).await.unwrap();
+    (c, (0..10).collect())
+}
+
+/// Keeper 0's log since its last start.
+fn keeper_log(c: &TestCluster) -> String {
+    let Some(guard) = c.keepers[0].guard.as_ref() else { return String::new() };
+    let text = std::fs::read_to_string(guard.log_path()).unwrap_or_default();
+    text.rsplit("===== starting").next().unwrap_or_default().to_string()
+}
+
+async fn wait_refusal(c: &TestCluster, what: &str) {
+    wait_until_desc(what, Duration::from_secs(60), Duration::from_millis(250), || async {
+        let log = keeper_log(c);
+        (log.contains("--allow-reinit") && log.contains("refusing to apply initMode new")).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs_tail(30)));
+}
+
+/// The cluster data is created again (as after a lost etcd with `--initial-cluster-spec`, or a
+/// `stolonctl init --yes`): the keeper, picked for initMode new, refuses to initdb over its data
+/// and says how to proceed. The data is recovered with initMode existing; only `--allow-reinit`
+/// makes the keeper re-initialize.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recreated_cluster_data_does_not_wipe_a_keeper_s_data() {
+    let (mut c, want) = single_keeper_with_rows("reinit").await;
+    let init = |c: &TestCluster, spec: serde_json::Value| {
+        let out = c.ctl(&["init", "--yes", &spec.to_string()]);
+        assert!(out.status.success(), "stolonctl init --yes: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    init(&c, json!({"initMode": "new"}));
+    // (Postgres is stopped meanwhile: the new cluster data gives the keeper no db at first.)
+    wait_refusal(&c, "the keeper to refuse initdb over its data").await;
+
+    // Restarted: still refused, the data dir untouched.
+    c.kill_keeper(0);
+    c.start_keeper(0);
+    wait_refusal(&c, "the restarted keeper to refuse initdb over its data dir").await;
+    let pgdata = c.keepers[0].data_dir.join("postgres");
+    assert!(pgdata.join("PG_VERSION").is_file() && pgdata.join("base").is_dir(), "data dir kept");
+
+    // The way back: a cluster adopting that keeper's data. Every row is there.
+    init(&c, json!({"initMode": "existing", "existingConfig": {"keeperUID": c.keepers[0].uid}}));
+    c.wait_master(BOOT, None).await;
+    let rows = wait_until_desc("the adopted db to answer", BOOT, Duration::from_millis(500), || async {
+        let client = c.keeper_client(0).await.ok()?;
+        ids(&client).await.ok()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs_tail(30)));
+    assert_eq!(rows, want, "the data survived the re-created cluster data");
+
+    // The operator says so explicitly: re-initialized, the old rows are gone.
+    init(&c, json!({"initMode": "new"}));
+    wait_refusal(&c, "the keeper to refuse again").await;
+    c.kill_keeper(0);
+    c.keepers[0].extra_args.push("--allow-reinit".into());
+    c.start_keeper(0);
+    c.wait_master(BOOT, None).await;
+    let gone = wait_until_desc("the new db to answer", BOOT, Duration::from_millis(500), || async {
+        let client = c.keeper_client(0).await.ok()?;
+        Some(ids(&client).await.is_err())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs_tail(30)));
+    assert!(gone, "a new, empty database after --allow-reinit");
+}
+
+/// ALTER SYSTEM fails (postgresql.auto.conf is a symlink to /dev/null), so it can never override
+/// a setting the keeper manages, such as synchronous_standby_names.
+#[tokio::test(flavor = "multi_thread")]
+async fn alter_system_fails() {
+    let (c, _) = single_keeper_with_rows("altersystem").await;
+    let client = c.keeper_client(0).await.unwrap();
+    let err = client.batch_execute("ALTER SYSTEM SET synchronous_standby_names = ''").await.unwrap_err();
+    let text = err.as_db_error().map(|e| e.message().to_string()).unwrap_or_else(|| err.to_string());
+    assert!(text.contains("postgresql.auto.conf"), "{text}");
+    let auto = c.keepers[0].data_dir.join("postgres/postgresql.auto.conf");
+    assert_eq!(std::fs::read_link(&auto).unwrap(), std::path::Path::new("/dev/null"));
+}
