@@ -1,10 +1,12 @@
 //! Keeper data safety with real processes: a cluster data created again over keepers that hold
-//! data does not wipe them (safety review §3), and ALTER SYSTEM cannot override the keeper's
-//! settings (§8).
+//! data does not wipe them (safety review §3), ALTER SYSTEM cannot override the keeper's
+//! settings (§8), and a restarted synchronous master keeps clients out until its standby is in
+//! sync (§14c).
 
 use serde_json::json;
 use std::time::Duration;
 use stolon_tests::cluster::{create_table, ids, insert_rows, ClusterOptions, TestCluster};
+use stolon_tests::postgres::{connect, query_i64};
 use stolon_tests::wait_until_desc;
 
 const BOOT: Duration = Duration::from_secs(90);
@@ -95,4 +97,51 @@ async fn alter_system_fails() {
     assert!(text.contains("postgresql.auto.conf"), "{text}");
     let auto = c.keepers[0].data_dir.join("postgres/postgresql.auto.conf");
     assert_eq!(std::fs::read_link(&auto).unwrap(), std::path::Path::new("/dev/null"));
+}
+
+/// Safety review §14c: a synchronous master that was restarted admits clients only once its
+/// synchronous standby is in sync again (commits that waited for the standby when the master
+/// stopped are in its WAL, and must not be read before a standby holds them). The keeper's own
+/// connections and replication are let in meanwhile.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_sync_master_keeps_clients_out_until_its_standby_is_in_sync() {
+    // failInterval long enough for no failover and no change of synchronous standby meanwhile.
+    let spec = json!({"initMode": "new", "synchronousReplication": true, "failInterval": "60s"});
+    let mut c = TestCluster::start("restricted", ClusterOptions { keepers: 2, sentinels: 1, proxies: 0, spec }).await;
+    let m = c.wait_master(BOOT, None).await;
+    let s = 1 - m;
+    c.wait_streaming(m, 1, BOOT).await;
+    let su = c.keeper_client(m).await.unwrap();
+    wait_until_desc("a synchronous standby", BOOT, Duration::from_millis(250), || async {
+        let n = query_i64(&su, "SELECT count(*) FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum')").await.ok()?;
+        (n >= 1).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs_tail(25)));
+    su.batch_execute("CREATE ROLE app LOGIN PASSWORD 'app-secret'").await.unwrap();
+    drop(su);
+    let port = c.keepers[m].pg_port;
+    let app = || connect("127.0.0.1", port, "app", Some("app-secret"), "postgres");
+    app().await.expect("a client connects to the running master");
+
+    // The standby goes away, then the master restarts (keeper and postgres killed).
+    c.kill_keeper(s);
+    c.kill_keeper(m);
+    c.start_keeper(m);
+    wait_until_desc("the restarted master to accept the superuser", BOOT, Duration::from_millis(250), || async {
+        let su = c.keeper_client(m).await.ok()?;
+        (query_i64(&su, "SELECT pg_is_in_recovery()::int::bigint").await.ok()? == 0).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs_tail(25)));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let err = app().await.err().unwrap_or_else(|| panic!("a client got in before the standby was in sync\n{}", c.logs_tail(25)));
+    let text = err.as_db_error().map(|e| e.message().to_string()).unwrap_or_else(|| err.to_string());
+    assert!(text.contains("pg_hba.conf"), "{text}");
+
+    // The standby comes back and catches up: clients are let in.
+    c.start_keeper(s);
+    wait_until_desc("clients admitted again", BOOT, Duration::from_millis(500), || async { app().await.ok().map(|_| ()) })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs_tail(25)));
 }
