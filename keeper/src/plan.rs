@@ -450,8 +450,9 @@ enum Overwrite {
 /// - initdb: never over PostgreSQL data (PG_VERSION), except the remains of this db's own
 ///   interrupted initdb, nor on a keeper whose dbstate.json names a db of another cluster or of
 ///   an unknown one (written by an older keeper);
-/// - copy: never over the data of a db recorded as another cluster's. A standby of this cluster
-///   given a new resync db (same cluster uid) is copied over its old data as always.
+/// - copy: never over the data of a db recorded as another cluster's, unless it is a copy of the
+///   same database as the source (same system id). A standby of this cluster given a new resync
+///   db (same cluster uid) is copied over its old data as always.
 fn would_destroy_data(d: &Desired, db: &DesiredDb, o: &Observed, what: Overwrite) -> Option<Step> {
     if d.allow_reinit {
         return None;
@@ -463,7 +464,13 @@ fn would_destroy_data(d: &Desired, db: &DesiredDb, o: &Observed, what: Overwrite
             let foreign = other_db.is_some_and(|r| r.cluster_uid.as_deref() != Some(d.cluster_uid.as_str()));
             foreign || (o.holds_data && !own_pending)
         }
-        Overwrite::Copy => o.holds_data && other_db.is_some_and(|r| r.cluster_uid.as_ref().is_some_and(|c| *c != d.cluster_uid)),
+        Overwrite::Copy => {
+            let other_cluster = other_db.is_some_and(|r| r.cluster_uid.as_ref().is_some_and(|c| *c != d.cluster_uid));
+            // A copy of the same database (same system id as the source) rejoins as usual, as
+            // when a lost clusterdata was recovered with initMode existing from another keeper.
+            let same_system = matches!((&o.system_id, db.source.as_ref().and_then(|s| s.system_id.as_ref())), (Some(local), Some(remote)) if local == remote);
+            o.holds_data && other_cluster && !same_system
+        }
     };
     refuse.then(|| Step::Wait(WaitReason::WouldDestroyData { recorded: d.recorded.clone(), pg_data: o.holds_data }))
 }

@@ -172,6 +172,20 @@ fn cases() -> Vec<Case> {
             want: refuse(rec_of("olddb", Some("old-cluster"), Some(3)), true),
         },
         Case {
+            // Recovery of a lost clusterdata: the new cluster adopted another keeper's copy of
+            // the same database (initMode existing); this keeper's copy rejoins as usual.
+            name: "resync over another cluster's copy of the same database (same system id): rewind",
+            d: desired(Some(standby(M::Resync, src(Some("sys1"), true))), rec_of("olddb", Some("old-cluster"), Some(3))),
+            o: stopped(DataDir::Present),
+            want: vec![Rewind, CreateStandbySignal, record(None), WriteConfig, Start],
+        },
+        Case {
+            name: "resync over another cluster's data, local system id unknown: refuse",
+            d: desired(Some(standby(M::Resync, src(Some("sys1"), true))), rec_of("olddb", Some("old-cluster"), Some(3))),
+            o: Observed { system_id: None, ..stopped(DataDir::Present) },
+            want: refuse(rec_of("olddb", Some("old-cluster"), Some(3)), true),
+        },
+        Case {
             name: "resync over the data of another cluster with --allow-reinit: basebackup",
             d: allow_reinit(desired(Some(standby(M::Resync, src(Some("other"), true))), rec_of("olddb", Some("old-cluster"), Some(3)))),
             o: stopped(DataDir::Present),

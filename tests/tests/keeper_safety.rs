@@ -5,20 +5,25 @@
 
 use serde_json::json;
 use std::time::Duration;
-use stolon_tests::cluster::{create_table, ids, insert_rows, ClusterOptions, TestCluster};
+use stolon_tests::cluster::{create_table, ids, insert_rows, wait_ids, ClusterOptions, TestCluster};
 use stolon_tests::postgres::{connect, query_i64};
 use stolon_tests::wait_until_desc;
 
 const BOOT: Duration = Duration::from_secs(90);
 
-async fn single_keeper_with_rows(label: &str) -> (TestCluster, Vec<i32>) {
-    let c = TestCluster::start(label, ClusterOptions { keepers: 1, sentinels: 1, proxies: 0, spec: json!({"initMode": "new"}) }).await;
+/// A cluster of `keepers` keepers whose master is keeper 0, with rows 0..10 on every keeper.
+async fn keepers_with_rows(label: &str, keepers: usize) -> (TestCluster, Vec<i32>) {
+    let c = TestCluster::start(label, ClusterOptions { keepers, sentinels: 1, proxies: 0, spec: json!({"initMode": "new"}) }).await;
     let m = c.wait_master(BOOT, None).await;
-    assert_eq!(m, 0);
+    assert_eq!(m, 0, "the sentinel initializes the lowest keeper uid");
     let client = c.keeper_client(0).await.unwrap();
     create_table(&client).await.unwrap();
     insert_rows(&client, 0, 10).await.unwrap();
-    (c, (0..10).collect())
+    let want: Vec<i32> = (0..10).collect();
+    for i in 1..keepers {
+        wait_ids(&c, i, &want, BOOT).await;
+    }
+    (c, want)
 }
 
 /// Keeper 0's log since its last start.
@@ -39,11 +44,12 @@ async fn wait_refusal(c: &TestCluster, what: &str) {
 
 /// The cluster data is created again (as after a lost etcd with `--initial-cluster-spec`, or a
 /// `stolonctl init --yes`): the keeper, picked for initMode new, refuses to initdb over its data
-/// and says how to proceed. The data is recovered with initMode existing; only `--allow-reinit`
-/// makes the keeper re-initialize.
+/// and says how to proceed. The data is recovered with initMode existing, and the standby's copy
+/// of the same database rejoins the recovered cluster; only `--allow-reinit` makes the keeper
+/// re-initialize, and the standby then refuses to copy the new database over the old one.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_recreated_cluster_data_does_not_wipe_a_keeper_s_data() {
-    let (mut c, want) = single_keeper_with_rows("reinit").await;
+    let (mut c, want) = keepers_with_rows("reinit", 2).await;
     let init = |c: &TestCluster, spec: serde_json::Value| {
         let out = c.ctl(&["init", "--yes", &spec.to_string()]);
         assert!(out.status.success(), "stolonctl init --yes: {}", String::from_utf8_lossy(&out.stderr));
@@ -69,6 +75,11 @@ async fn a_recreated_cluster_data_does_not_wipe_a_keeper_s_data() {
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", c.logs_tail(30)));
     assert_eq!(rows, want, "the data survived the re-created cluster data");
+    // The standby's copy (same system id, recorded under the old cluster) follows as usual.
+    let client = c.keeper_client(0).await.unwrap();
+    insert_rows(&client, 10, 20).await.unwrap();
+    let want: Vec<i32> = (0..20).collect();
+    wait_ids(&c, 1, &want, BOOT).await;
 
     // The operator says so explicitly: re-initialized, the old rows are gone.
     init(&c, json!({"initMode": "new"}));
@@ -84,13 +95,22 @@ async fn a_recreated_cluster_data_does_not_wipe_a_keeper_s_data() {
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", c.logs_tail(30)));
     assert!(gone, "a new, empty database after --allow-reinit");
+    // Keeper 1 is not allowed to copy that new database over its data.
+    wait_until_desc("keeper 1 to refuse a copy from another database", Duration::from_secs(60), Duration::from_millis(250), || async {
+        let log = c.keepers[1].guard.as_ref()?.log_tail(100);
+        log.contains("refusing to apply initMode resync").then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs_tail(30)));
+    // (Stopped, as a keeper with no db of the new cluster at first:) its data dir is kept.
+    assert!(c.keepers[1].data_dir.join("postgres/PG_VERSION").is_file(), "keeper 1's data dir kept");
 }
 
 /// ALTER SYSTEM fails (postgresql.auto.conf is a symlink to /dev/null), so it can never override
 /// a setting the keeper manages, such as synchronous_standby_names.
 #[tokio::test(flavor = "multi_thread")]
 async fn alter_system_fails() {
-    let (c, _) = single_keeper_with_rows("altersystem").await;
+    let (c, _) = keepers_with_rows("altersystem", 1).await;
     let client = c.keeper_client(0).await.unwrap();
     let err = client.batch_execute("ALTER SYSTEM SET synchronous_standby_names = ''").await.unwrap_err();
     let text = err.as_db_error().map(|e| e.message().to_string()).unwrap_or_else(|| err.to_string());
