@@ -12,12 +12,15 @@
 //!   and left alone until clusterdata makes it the master again or gives it another db;
 //! - a restarted keeper acts on a master role only once clusterdata records its new bootUUID;
 //! - the data dir is removed only to apply initMode `new` or `resync` to a db uid that is not
-//!   yet recorded in dbstate.json (or to resync a primary that clusterdata says is a standby);
+//!   yet recorded in dbstate.json (or to resync a primary that clusterdata says is a standby),
+//!   and never over data that may be another cluster's only copy without `--allow-reinit`
+//!   (`would_destroy_data`);
 //! - a db whose init was applied, or whose initMode is `none`/`existing`, never gets initdb: a
 //!   missing data dir is reported (`ReportDataDirMissing`) and the keeper waits, except that a
 //!   stopped standby is simply copied again from its master (it can only come back as a standby);
 //! - a resync tries pg_rewind first when `usePgrewind` and the system ids match; a pg_rewind that
-//!   failed for this db is not tried again by this process (full pg_basebackup instead).
+//!   failed for this db is not tried again by this process (full pg_basebackup instead);
+//! - a synchronous master found stopped starts with clients kept out (`keep_clients_out`).
 
 use crate::state::DbState;
 use clusterview::data::{DbInitMode, DbRole};
