@@ -82,6 +82,14 @@ pub struct Args {
     #[arg(long, default_value_t = true, action = ArgAction::Set, num_args = 0..=1,
           default_missing_value = "true", value_name = "BOOL")]
     pub can_be_synchronous_replica: bool,
+    /// Allow initdb (initMode new), or a copy from another cluster, over a data dir that holds
+    /// data: PostgreSQL data (PG_VERSION), or a dbstate.json naming a db of another cluster.
+    /// Without it the keeper refuses and waits, reporting what it found: a cluster data that
+    /// disappeared from the store and was created again must not wipe the old databases. Give it
+    /// only to re-initialize a cluster on purpose, and remove it afterwards.
+    #[arg(long, default_value_t = false, action = ArgAction::Set, num_args = 0..=1,
+          default_missing_value = "true", value_name = "BOOL")]
+    pub allow_reinit: bool,
 }
 
 /// pg_hba.conf authentication methods the keeper writes for remote superuser and replication
@@ -194,6 +202,8 @@ mod tests {
         assert_eq!(a.pg_listen_address, "localhost");
         assert_eq!(a.pg_port, 5432);
         assert!(a.can_be_master && a.can_be_synchronous_replica);
+        assert!(!a.allow_reinit, "re-initialization over existing data must be asked for");
+        assert!(parse(&["--allow-reinit"]).unwrap().allow_reinit);
         assert_eq!(a.pg_su_auth_method, AuthMethod::Md5);
         assert_eq!(a.pg_repl_auth_method, AuthMethod::Md5);
     }
@@ -227,11 +237,12 @@ mod tests {
             "--pg-advertise-port", "--pg-bin-path", "--pg-su-username", "--pg-su-password",
             "--pg-su-passwordfile", "--pg-repl-username", "--pg-repl-password", "--pg-repl-passwordfile",
             "--pg-su-auth-method", "--pg-repl-auth-method", "--can-be-master",
-            "--can-be-synchronous-replica", "--metrics-listen-address", "--cluster-name",
+            "--can-be-synchronous-replica", "--metrics-listen-address", "--cluster-name", "--allow-reinit",
         ] {
             assert!(help.contains(flag), "{flag} missing from --help");
         }
         assert!(help.contains("STKEEPER_PG_REPL_PASSWORDFILE"), "{help}");
+        assert!(help.contains("STKEEPER_ALLOW_REINIT"), "{help}");
     }
 
     #[test]

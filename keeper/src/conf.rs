@@ -8,8 +8,9 @@
 //! entry for a managed name is left out with a comment, so the managed value always wins.
 //! WAL retention (`wal_keep_size`, `wal_keep_segments` before PostgreSQL 13) is managed with a
 //! floor: `pgParameters` may raise it, never lower it below what a standby needs to catch up.
-//! (ALTER SYSTEM's postgresql.auto.conf is read after every other file; the keeper leaves it
-//! alone, as Stolon does.) Every value goes through `quote::conf_value`.
+//! (ALTER SYSTEM's postgresql.auto.conf would be read after every other file and win: the keeper
+//! makes it a symlink to /dev/null, as Stolon does, see `autoconf`.) Every value goes through
+//! `quote::conf_value`.
 //!
 //! pg_basebackup and pg_rewind copy the source's config files; the keeper re-renders after them,
 //! and the config hash (`config_hash`) tells the plan whether the files on disk are ours.

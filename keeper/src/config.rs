@@ -32,6 +32,11 @@ pub struct KeeperConfig {
     pub repl_auth: AuthMethod,
     pub can_be_master: bool,
     pub can_be_synchronous_replica: bool,
+    /// `--allow-reinit`: initdb or a copy from another cluster may replace existing data.
+    pub allow_reinit: bool,
+    /// New at each start of the keeper process; published in its info, and recorded by the
+    /// sentinel in clusterdata's keeper status.
+    pub boot_uuid: String,
 }
 
 impl KeeperConfig {
@@ -104,6 +109,8 @@ pub fn resolve(args: &Args, euid: u32) -> Result<KeeperConfig, StartupError> {
         repl_auth: args.pg_repl_auth_method,
         can_be_master: args.can_be_master,
         can_be_synchronous_replica: args.can_be_synchronous_replica,
+        allow_reinit: args.allow_reinit,
+        boot_uuid: uuid::Uuid::new_v4().to_string(),
     })
 }
 

@@ -34,6 +34,8 @@ pub struct Target {
     /// postgresql-stolon.conf.
     pub stolon_conf: String,
     pub pg_hba: String,
+    /// pg_hba.conf keeping clients out (a sync master restarted, until its standbys are in sync).
+    pub pg_hba_restricted: String,
     pub source: Option<SourceConn>,
     /// initdb options (spec's newConfig).
     pub new_config: NewConfig,
@@ -171,7 +173,7 @@ pub fn target(cd: &ClusterData, cfg: &KeeperConfig, recorded: Option<&DbState>) 
         pg_parameters: &params,
     });
     let keeper_addresses: Vec<String> = cd.dbs.values().filter_map(|d| d.status.listen_address.clone()).collect();
-    let pg_hba = hba::render(&hba::HbaInput {
+    let hba_input = hba::HbaInput {
         su_username: &cfg.su_username,
         repl_username: &cfg.repl_username,
         su_auth: cfg.su_auth,
@@ -179,8 +181,12 @@ pub fn target(cd: &ClusterData, cfg: &KeeperConfig, recorded: Option<&DbState>) 
         access: spec.default_su_repl_access_mode(),
         keeper_addresses: &keeper_addresses,
         user_lines: spec.pg_hba.as_deref(),
-    });
+        restricted: false,
+    };
+    let pg_hba = hba::render(&hba_input);
+    let pg_hba_restricted = hba::render(&hba::HbaInput { restricted: true, ..hba_input });
     let conf_hash = conf::config_hash(&stolon_conf, &pg_hba, true);
+    let restricted_conf_hash = conf::config_hash(&stolon_conf, &pg_hba_restricted, true);
 
     let desired_db = db.map(|db| {
         let mut slots = BTreeSet::new();
@@ -195,6 +201,8 @@ pub fn target(cd: &ClusterData, cfg: &KeeperConfig, recorded: Option<&DbState>) 
             init_mode: db.spec.init_mode,
             source: source.clone(),
             slots,
+            deposed: is_master && cd.cluster.status.master.as_deref() != Some(db.uid.as_str()),
+            sync_standbys: (is_master && db.spec.synchronous_replication).then(|| db.spec.synchronous_standbys.iter().cloned().collect()),
         }
     });
     Target {
@@ -202,12 +210,17 @@ pub fn target(cd: &ClusterData, cfg: &KeeperConfig, recorded: Option<&DbState>) 
             db: desired_db,
             recorded: recorded.cloned(),
             conf_hash,
+            restricted_conf_hash,
             use_pgrewind: spec.use_pgrewind(),
             automatic_pg_restart: spec.automatic_pg_restart(),
             reload_applies_conninfo: cfg.pg_version.major >= 13,
+            cluster_uid: cd.cluster.uid.clone(),
+            allow_reinit: cfg.allow_reinit,
+            boot_recorded: cd.keepers.get(&cfg.uid).and_then(|k| k.status.boot_uuid.as_deref()) == Some(cfg.boot_uuid.as_str()),
         },
         stolon_conf,
         pg_hba,
+        pg_hba_restricted,
         source: source_conn,
         new_config: spec.new_config.clone().unwrap_or_default(),
         timing,

@@ -26,6 +26,8 @@ pub(crate) fn config(uid: &str) -> KeeperConfig {
         repl_auth: AuthMethod::Md5,
         can_be_master: true,
         can_be_synchronous_replica: true,
+        allow_reinit: false,
+        boot_uuid: "boot-k".into(),
     }
 }
 
@@ -105,6 +107,22 @@ fn master_keeps_follower_slots_and_sync_names() {
 }
 
 #[test]
+fn sync_master_waits_for_its_spec_standbys_with_a_restricted_hba() {
+    let cd = cluster(r#"{"initMode":"new","pgHBA":["host all app 10.1.0.0/16 md5"]}"#);
+    let t = target(&cd, &config("k1"), None);
+    let db = t.desired.db.as_ref().unwrap();
+    assert_eq!(db.sync_standbys, Some(BTreeSet::from(["db2".to_string()])));
+    assert!(t.pg_hba.contains("host all app") && !t.pg_hba_restricted.contains("host all app"), "{}", t.pg_hba_restricted);
+    assert_ne!(t.desired.conf_hash, t.desired.restricted_conf_hash);
+    assert_eq!(t.desired.restricted_conf_hash, conf::config_hash(&t.stolon_conf, &t.pg_hba_restricted, true));
+    // Standbys, and masters without synchronous replication, wait for nobody.
+    assert_eq!(target(&cd, &config("k2"), None).desired.db.unwrap().sync_standbys, None);
+    let mut cd = cd;
+    cd.dbs.get_mut("db1").unwrap().spec.synchronous_replication = false;
+    assert_eq!(target(&cd, &config("k1"), None).desired.db.unwrap().sync_standbys, None);
+}
+
+#[test]
 fn standby_follows_its_db_through_status_address() {
     let cd = cluster(r#"{"initMode":"new"}"#);
     let t = target(&cd, &config("k2"), None);
@@ -144,9 +162,37 @@ fn followed_db_without_address_gives_no_source() {
 }
 
 #[test]
+fn records_the_cluster_uid_and_passes_allow_reinit() {
+    let cd = cluster(r#"{"initMode":"new"}"#);
+    let t = target(&cd, &config("k1"), None);
+    assert_eq!(t.desired.cluster_uid, cd.cluster.uid);
+    assert!(!t.desired.allow_reinit);
+    let mut cfg = config("k1");
+    cfg.allow_reinit = true;
+    assert!(target(&cd, &cfg, None).desired.allow_reinit);
+}
+
+#[test]
+fn boot_uuid_recorded_only_when_clusterdata_has_this_process_s() {
+    let mut cd = cluster(r#"{"initMode":"new"}"#);
+    // Not registered by the sentinel yet.
+    assert!(!target(&cd, &config("k1"), None).desired.boot_recorded);
+    let keeper = |boot: &str| clusterview::data::Keeper {
+        uid: "k1".into(),
+        generation: 1,
+        change_time: chrono::Utc::now(),
+        status: clusterview::data::KeeperStatus { boot_uuid: Some(boot.into()), ..Default::default() },
+    };
+    cd.keepers.insert("k1".into(), keeper("boot-of-the-previous-process"));
+    assert!(!target(&cd, &config("k1"), None).desired.boot_recorded);
+    cd.keepers.insert("k1".into(), keeper("boot-k"));
+    assert!(target(&cd, &config("k1"), None).desired.boot_recorded);
+}
+
+#[test]
 fn keeper_without_db() {
     let cd = cluster(r#"{"initMode":"new","usePgrewind":false,"automaticPgRestart":true}"#);
-    let t = target(&cd, &config("k9"), Some(&DbState { db_uid: "old".into(), generation: Some(1) }));
+    let t = target(&cd, &config("k9"), Some(&DbState { db_uid: "old".into(), generation: Some(1), cluster_uid: None, init_pending: false }));
     assert!(t.desired.db.is_none());
     assert!(!t.desired.use_pgrewind);
     assert!(t.desired.automatic_pg_restart);
@@ -177,4 +223,22 @@ fn timing_and_ttl() {
     assert_eq!(t.info_ttl(), Duration::from_secs(6));
     let t = Timing::from_spec(&ClusterSpec::parse_valid(r#"{"initMode":"new","sleepInterval":"1s","failInterval":"10s"}"#).unwrap());
     assert_eq!(t.info_ttl(), Duration::from_secs(10));
+}
+
+#[test]
+fn a_master_db_that_is_not_the_cluster_master_is_deposed() {
+    let mut cd = cluster(r#"{"initMode":"new"}"#);
+    let t = target(&cd, &config("k1"), None);
+    assert!(!t.desired.db.as_ref().unwrap().deposed);
+    // The sentinel elected db2 and kept db1 (role master) as a candidate.
+    cd.cluster.status.master = Some("db2".into());
+    let t = target(&cd, &config("k1"), None);
+    let db = t.desired.db.as_ref().unwrap();
+    assert_eq!((db.role, db.deposed), (DbRole::Master, true));
+    assert!(!crate::http::elects(&cd, "k1"));
+    // No master at all (e.g. an init that timed out): deposed as well.
+    cd.cluster.status.master = None;
+    assert!(target(&cd, &config("k1"), None).desired.db.unwrap().deposed);
+    // A standby is never deposed.
+    assert!(!target(&cd, &config("k2"), None).desired.db.unwrap().deposed);
 }

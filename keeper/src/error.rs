@@ -88,6 +88,8 @@ pub enum StepError {
     /// plan again from a fresh observation instead of waiting on it (TCP keepalive: hours).
     #[error("{step}: {what} got no answer within {timeout:?} (the cluster spec's {limit}); the server may be frozen, overloaded or unreachable. Retrying on the next pass")]
     Timeout { step: &'static str, what: &'static str, timeout: Duration, limit: &'static str },
+    #[error("refusing to apply initMode {init_mode} for db {db}: it would destroy the data this keeper holds ({found}). If the cluster data in the store was lost or re-created, restore it (or create the cluster with initMode existing from the keeper holding the newest data) instead. To throw this data away on purpose, restart this keeper with --allow-reinit (STKEEPER_ALLOW_REINIT=true), then remove the flag. Waiting")]
+    WouldDestroyData { init_mode: &'static str, db: String, found: String },
 }
 
 /// The last `lines` lines of a program's output, for error messages.
@@ -116,5 +118,8 @@ mod tests {
         assert!(text.contains("pg_hba.conf entry"), "{text}");
         assert!(text.contains("--pg-repl-username"), "{text}");
         assert!(StartupError::Root.to_string().contains("runuser -u postgres"));
+        let e = StepError::WouldDestroyData { init_mode: "new", db: "db9".into(), found: "PostgreSQL data in /d/postgres".into() };
+        let text = e.to_string();
+        assert!(text.contains("--allow-reinit") && text.contains("PostgreSQL data in /d/postgres") && text.contains("db9"), "{text}");
     }
 }

@@ -10,11 +10,11 @@
 use crate::config::KeeperConfig;
 use crate::desired::Target;
 use crate::error::{StepError, Tool};
-use crate::plan::Step;
+use crate::plan::{Step, WaitReason};
 use crate::process::{self, run_tool, PgChild};
 use crate::rewind::{self, RewindAttempts, RewindFailure, Verdict};
 use crate::state::{self, DbState};
-use crate::{conf, sql};
+use crate::{autoconf, conf, sql};
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
 use std::sync::Arc;
@@ -39,6 +39,9 @@ pub struct Executor {
     pub recorded: Option<DbState>,
     /// The last plan asked to report a missing data dir.
     pub data_dir_missing: bool,
+    /// The slot whose failed drop was last logged, and when: a drop retried every pass is
+    /// logged once a minute.
+    slot_drop_warned: Option<(String, Instant)>,
 }
 
 impl Executor {
@@ -51,6 +54,7 @@ impl Executor {
             rewind_attempts: RewindAttempts::default(),
             recorded,
             data_dir_missing: false,
+            slot_drop_warned: None,
         }
     }
 
@@ -126,18 +130,24 @@ impl Executor {
             }
             Step::Reload => {
                 self.pg_ctl("reload", &["reload"]).await?;
-                self.conf_applied = Some(t.desired.conf_hash);
+                // What postgres now runs with is what is on disk: the full or the restricted file.
+                self.conf_applied = crate::observe::conf_on_disk(&cfg.pgdata);
                 Ok(())
             }
             Step::Promote => self.pg_ctl("promote", &["promote", "-w", "-t", &PG_CTL_TIMEOUT.as_secs().to_string()]).await.map(|_| ()),
             Step::RemoveDataDir => remove_contents(&cfg.pgdata).map_err(io("empty", &cfg.pgdata)),
-            Step::InitDb => self.initdb(t).await,
+            Step::InitDb => {
+                self.initdb(t).await?;
+                self.neutralize_auto_conf(step)
+            }
             Step::BaseBackup => {
                 let src = t.source.as_ref().ok_or_else(|| no_source(step))?;
                 tracing::info!(source = %src.describe, "copying the data dir with pg_basebackup");
                 self.write_pgpass(step)?;
                 let args: Vec<OsString> = vec!["-D".into(), cfg.pgdata.clone().into(), "-d".into(), basebackup_conninfo(&src.repl_conninfo).into(), "-X".into(), "stream".into(), "-c".into(), "fast".into(), "--no-password".into()];
-                self.tool(step, Tool::BaseBackup, "pg_basebackup", &args, sync_kill_timeout(t.timing.sync_timeout)).await
+                self.tool(step, Tool::BaseBackup, "pg_basebackup", &args, sync_kill_timeout(t.timing.sync_timeout)).await?;
+                // The copy brings the source's postgresql.auto.conf along.
+                self.neutralize_auto_conf(step)
             }
             Step::Rewind => {
                 let src = t.source.as_ref().and_then(|s| s.su_conninfo.as_ref().map(|c| (s, c))).ok_or_else(|| no_source(step))?;
@@ -156,12 +166,15 @@ impl Executor {
                 }
                 tracing::info!(source = %src.0.describe, "rewinding the data dir with pg_rewind");
                 self.write_pgpass(step)?;
+                let auto_conf = cfg.pgdata.join(autoconf::AUTO_CONF_FILE);
+                autoconf::remove_symlink(&cfg.pgdata).map_err(io("remove", &auto_conf))?;
                 let args: Vec<OsString> = vec![format!("--target-pgdata={}", cfg.pgdata.display()).into(), format!("--source-server={}", src.1).into()];
                 self.tool(step, Tool::Rewind, "pg_rewind", &args, sync_kill_timeout(t.timing.sync_timeout)).await?;
                 // pg_rewind copied the source's own configuration; ours is rewritten next.
-                Ok(())
+                self.neutralize_auto_conf(step)
             }
-            Step::WriteConfig => self.write_config(t, step),
+            Step::WriteConfig => self.write_config(t, step, &t.pg_hba),
+            Step::WriteRestrictedConfig => self.write_config(t, step, &t.pg_hba_restricted),
             Step::CreateStandbySignal => {
                 state::atomic_write(&cfg.pgdata.join("standby.signal"), b"", 0o600).map_err(io("write", &cfg.pgdata.join("standby.signal")))
             }
@@ -180,11 +193,23 @@ impl Executor {
                 local_sql(step, t, work).await
             }
             Step::DropSlot(name) => {
+                // A failed drop is logged and the pass goes on, as in Stolon: the usual cause is
+                // a removed standby that is still connected (the slot is active), and stopping
+                // the pass here would keep the master from ever recording a new generation (a
+                // NotConverged failover of a healthy master). The next pass tries again.
                 let work = async {
                     let client = sql::connect(&cfg, t.timing.request_timeout).await?;
                     sql::drop_slot(&client, name).await
                 };
-                local_sql(step, t, work).await
+                let dropped = local_sql(step, t, work).await;
+                if let Err(err) = dropped {
+                    let repeated = self.slot_drop_warned.as_ref().is_some_and(|(slot, at)| slot == name && at.elapsed() < Duration::from_secs(60));
+                    if !repeated {
+                        tracing::warn!(slot = %name, error = %err, "cannot drop a stale replication slot (standby still connected?); going on, retrying on the next pass");
+                        self.slot_drop_warned = Some((name.clone(), Instant::now()));
+                    }
+                }
+                Ok(())
             }
             Step::RecordDbState(st) => {
                 state::write_db_state(&cfg.data_dir, st).map_err(io("write", &cfg.data_dir.join(state::DB_STATE_FILE)))?;
@@ -197,6 +222,18 @@ impl Executor {
                 }
                 self.data_dir_missing = true;
                 Ok(())
+            }
+            Step::Wait(WaitReason::WouldDestroyData { recorded, pg_data }) => {
+                let db = t.desired.db.as_ref();
+                let init_mode = match db.map(|db| db.init_mode) {
+                    Some(clusterview::data::DbInitMode::New) => "new",
+                    _ => "resync",
+                };
+                Err(StepError::WouldDestroyData {
+                    init_mode,
+                    db: db.map(|db| db.uid.clone()).unwrap_or_default(),
+                    found: describe_found_data(&cfg.pgdata, recorded.as_ref(), *pg_data, &t.desired.cluster_uid),
+                })
             }
             Step::Wait(_) => Ok(()),
         }
@@ -242,8 +279,11 @@ impl Executor {
         }
         // A pgpass deleted by someone must not stop replication.
         self.write_pgpass(&Step::Start)?;
+        // Whatever put a postgresql.auto.conf back (a copy made by hand, an adopted data dir),
+        // postgres never starts with settings the keeper does not manage.
+        self.neutralize_auto_conf(&Step::Start)?;
         self.child.spawn(&self.cfg.program("postgres"), &self.cfg.pgdata)?;
-        self.conf_applied = Some(t.desired.conf_hash);
+        self.conf_applied = crate::observe::conf_on_disk(&self.cfg.pgdata);
         let deadline = Instant::now() + t.timing.db_wait_ready_timeout;
         loop {
             if let Some(status) = self.child.reap() {
@@ -291,6 +331,21 @@ impl Executor {
         result
     }
 
+    /// Makes postgresql.auto.conf a symlink to /dev/null (`autoconf`), logging the settings of a
+    /// file moved aside.
+    fn neutralize_auto_conf(&self, step: &Step) -> Result<(), StepError> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let path = self.cfg.pgdata.join(autoconf::AUTO_CONF_FILE);
+        match autoconf::neutralize(&self.cfg.pgdata, &self.cfg.data_dir, now) {
+            Ok(autoconf::Neutralized::MovedAside { backup, settings }) => {
+                tracing::warn!(?settings, backup = %backup.display(), "postgresql.auto.conf (ALTER SYSTEM) held settings; they are ignored from now on (moved aside): set them in the cluster spec's pgParameters instead");
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+            Err(source) => Err(StepError::Io { step: step.name(), what: "replace with a symlink to /dev/null", path, source }),
+        }
+    }
+
     fn write_pgpass(&self, step: &Step) -> Result<(), StepError> {
         let cfg = &self.cfg;
         state::write_pgpass(&cfg.data_dir, &[(&cfg.su_username, cfg.su_password.as_ref()), (&cfg.repl_username, cfg.repl_password.as_ref())])
@@ -298,14 +353,14 @@ impl Executor {
             .map_err(|source| StepError::Io { step: step.name(), what: "write", path: cfg.pgpass.clone(), source })
     }
 
-    fn write_config(&self, t: &Target, step: &Step) -> Result<(), StepError> {
+    fn write_config(&self, t: &Target, step: &Step, pg_hba: &str) -> Result<(), StepError> {
         let pgdata = &self.cfg.pgdata;
         let err = |what: &'static str, path: std::path::PathBuf| move |source| StepError::Io { step: step.name(), what, path, source };
         self.write_pgpass(step)?;
         let stolon = pgdata.join(conf::STOLON_CONF_FILE);
         state::atomic_write(&stolon, t.stolon_conf.as_bytes(), 0o600).map_err(err("write", stolon.clone()))?;
         let hba = pgdata.join("pg_hba.conf");
-        state::atomic_write(&hba, t.pg_hba.as_bytes(), 0o600).map_err(err("write", hba.clone()))?;
+        state::atomic_write(&hba, pg_hba.as_bytes(), 0o600).map_err(err("write", hba.clone()))?;
         let main = pgdata.join("postgresql.conf");
         let text = match std::fs::read_to_string(&main) {
             Ok(text) => text,
@@ -334,6 +389,23 @@ async fn within<T>(step: &Step, what: &'static str, timeout: Duration, limit: &'
 /// A local SQL step (connection and statements) bounded by requestTimeout.
 async fn local_sql(step: &Step, t: &Target, work: impl std::future::Future<Output = Result<(), tokio_postgres::Error>>) -> Result<(), StepError> {
     within(step, "SQL on the local postgres", t.timing.request_timeout, "requestTimeout", work).await?.map_err(|source| StepError::Sql { step: step.name(), source })
+}
+
+/// What a refused re-initialization would have destroyed, for the operator.
+fn describe_found_data(pgdata: &Path, recorded: Option<&DbState>, pg_data: bool, cluster_uid: &str) -> String {
+    let mut found = Vec::new();
+    if pg_data {
+        found.push(format!("PostgreSQL data in {} (PG_VERSION present)", pgdata.display()));
+    }
+    if let Some(r) = recorded {
+        let cluster = match r.cluster_uid.as_deref() {
+            Some(c) if c == cluster_uid => format!("this cluster ({c})"),
+            Some(c) => format!("cluster {c}, not this cluster {cluster_uid}"),
+            None => "a cluster an older keeper did not record".to_string(),
+        };
+        found.push(format!("dbstate.json naming db {} of {cluster}", r.db_uid));
+    }
+    found.join("; ")
 }
 
 fn no_source(step: &Step) -> StepError {
@@ -424,6 +496,34 @@ mod tests {
         assert!(matches!(limited, Err(StepError::ToolTimeout { .. })), "{limited:?}");
     }
 
+    /// Safety review §14a: a stale `stolon_` slot that cannot be dropped (its standby is still
+    /// connected, so the slot is active) must not stop the pass: the steps after it still run.
+    #[tokio::test]
+    async fn a_slot_that_cannot_be_dropped_does_not_stop_the_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = crate::desired::tests::config("k1");
+        cfg.data_dir = dir.path().to_path_buf();
+        cfg.pgdata = dir.path().join("postgres");
+        cfg.pgpass = dir.path().join("pgpass");
+        let cfg = Arc::new(cfg);
+        let t = crate::desired::target(&crate::desired::tests::cluster(r#"{"initMode":"new"}"#), &cfg, None);
+        let mut exec = Executor::new(Arc::clone(&cfg), None);
+        let rec = DbState { db_uid: "db1".into(), generation: Some(2), cluster_uid: None, init_pending: false };
+        // No postgres runs here, so the drop fails, like one refused with "slot is active".
+        let steps = [Step::DropSlot("stolon_gone".into()), Step::RecordDbState(rec.clone())];
+        exec.run(&steps, &t, false).await.unwrap();
+        assert_eq!(state::read_db_state(dir.path()).unwrap(), Some(rec));
+    }
+
+    #[test]
+    fn found_data_names_the_data_and_the_cluster() {
+        let rec = DbState { db_uid: "old".into(), generation: Some(3), cluster_uid: Some("c0".into()), init_pending: false };
+        let text = describe_found_data(Path::new("/k/postgres"), Some(&rec), true, "c1");
+        assert_eq!(text, "PostgreSQL data in /k/postgres (PG_VERSION present); dbstate.json naming db old of cluster c0, not this cluster c1");
+        let rec = DbState { cluster_uid: None, ..rec };
+        assert!(describe_found_data(Path::new("/k/postgres"), Some(&rec), false, "c1").contains("an older keeper"));
+    }
+
     #[test]
     fn remove_contents_keeps_the_dir_and_tolerates_absence() {
         let dir = tempfile::tempdir().unwrap();
@@ -511,10 +611,13 @@ mod bound_tests {
         let (cfg, t) = standby(dir.path());
         let _hold = unix_silent(&cfg.socket_dir().join(format!(".s.PGSQL.{}", cfg.port)));
         let mut exec = Executor::new(cfg, None);
-        for step in [Step::CreateReplicationRole, Step::CreateSlot("stolon_x".into()), Step::DropSlot("stolon_x".into())] {
+        for step in [Step::CreateReplicationRole, Step::CreateSlot("stolon_x".into())] {
             let err = run_bounded(&mut exec, step.clone(), &t).await.unwrap_err();
             assert!(matches!(err, StepError::Timeout { .. }), "{step:?}: {err}");
         }
+        // A failed slot drop is logged and the pass goes on (safety review §14a), but it too must
+        // end within the bound rather than hold the pass.
+        run_bounded(&mut exec, Step::DropSlot("stolon_x".into()), &t).await.unwrap();
     }
 
     #[tokio::test]

@@ -8,6 +8,11 @@
 //!    found in clusterdata;
 //! 3. the spec's `pgHBA` lines; when `pgHBA` is null, Stolon's default of md5 for everyone from
 //!    anywhere; when it is `[]`, nothing more.
+//!
+//! The *restricted* file (Stolon's waitSyncStandbysSynced) stops after 2: a master started in
+//! synchronous mode admits no client until its synchronous standbys are in sync. The superuser's
+//! remote entries stay, as in Stolon: a standby that must pg_rewind from this master before it
+//! can stream (and become in sync) needs them.
 
 use crate::args::AuthMethod;
 use crate::quote::hba_user;
@@ -27,6 +32,8 @@ pub struct HbaInput<'a> {
     pub keeper_addresses: &'a [String],
     /// The spec's pgHBA.
     pub user_lines: Option<&'a [String]>,
+    /// Keep clients out: only the keeper's and the replication entries (see `render`).
+    pub restricted: bool,
 }
 
 /// An address as a pg_hba address field: an IP gets a host mask, a name stays a name.
@@ -83,6 +90,13 @@ pub fn render(input: &HbaInput<'_>) -> String {
         line(&mut out, "host", "replication", &repl, address, input.repl_auth.as_hba());
     }
 
+    if input.restricted {
+        out.push_str("\n# Restricted: synchronous replication is on and this master was (re)started. Clients are\n");
+        out.push_str("# kept out until its synchronous standbys are in sync again, so that no transaction\n");
+        out.push_str("# committed before the restart is read before a standby holds it. The keeper then\n");
+        out.push_str("# writes the full file (with pgHBA) and reloads.\n");
+        return out;
+    }
     match input.user_lines {
         None => {
             out.push_str("\n# pgHBA is not set: everyone with a password, from any address (Stolon's default).\n");
@@ -119,6 +133,7 @@ mod tests {
             access,
             keeper_addresses: addrs,
             user_lines: user,
+            restricted: false,
         }
     }
 
@@ -132,6 +147,19 @@ mod tests {
         let addrs = vec!["10.0.0.2".to_string(), "10.0.0.1".to_string(), "fe80::1".to_string(), "db3.example".to_string(), "10.0.0.1".to_string()];
         let user = vec!["host all app 10.1.0.0/16 scram-sha-256".to_string(), "bad\nline".to_string()];
         assert_golden("hba_strict.conf", &render(&base(&addrs, Some(&user), SuReplAccessMode::Strict)));
+    }
+
+    /// Safety review §14c: a sync master restarted keeps clients out until its synchronous
+    /// standbys are in sync again.
+    #[test]
+    fn golden_restricted_keeps_clients_out() {
+        let user = vec!["host all app 10.1.0.0/16 scram-sha-256".to_string()];
+        let text = render(&HbaInput { restricted: true, ..base(&[], Some(&user), SuReplAccessMode::All) });
+        assert_golden("hba_restricted.conf", &text);
+        assert!(!text.contains("app") && !text.contains("host    all          all"), "{text}");
+        let text = render(&HbaInput { restricted: true, ..base(&[], None, SuReplAccessMode::All) });
+        assert!(!text.contains("host    all          all"), "pgHBA unset: no default entry either\n{text}");
+        assert!(text.contains("local   all          \"postgres\"       trust") && text.contains("host    replication  \"repl\""), "{text}");
     }
 
     #[test]

@@ -55,9 +55,11 @@ pub struct InfoInput<'a> {
 
 /// Builds the KeeperInfo, with a fresh infoUID.
 pub fn keeper_info(cfg: &KeeperConfig, input: InfoInput<'_>) -> KeeperInfo {
+    // An initdb that has not finished has applied nothing: report no db until it has.
+    let recorded = input.recorded.filter(|r| !r.init_pending);
     let mut state = PostgresState {
-        db_uid: input.recorded.map(|r| r.db_uid.clone()),
-        generation: input.recorded.and_then(|r| r.generation),
+        db_uid: recorded.map(|r| r.db_uid.clone()),
+        generation: recorded.and_then(|r| r.generation),
         ..Default::default()
     };
     if let Some((pg, history)) = input.pg {
@@ -125,7 +127,7 @@ mod tests {
         let mut cfg = crate::desired::tests::config("k1");
         cfg.advertise_address = "pg1.example".into();
         cfg.advertise_port = 6432;
-        let rec = DbState { db_uid: "db1".into(), generation: Some(4) };
+        let rec = DbState { db_uid: "db1".into(), generation: Some(4), cluster_uid: None, init_pending: false };
         let pg = PgStatus { in_recovery: true, system_id: "77".into(), timeline_id: 2, xlog_pos: 99, streaming: true, ..Default::default() };
         let a = keeper_info(&cfg, InfoInput { boot_uuid: "b", recorded: Some(&rec), pg: Some((&pg, vec![])), ..Default::default() });
         let b = keeper_info(&cfg, InfoInput { boot_uuid: "b", recorded: Some(&rec), pg: None, data_dir_missing: true, ..Default::default() });
@@ -137,5 +139,9 @@ mod tests {
         assert_eq!((s.timeline_id, s.xlog_pos, s.streaming), (2, 99, true));
         assert!(b.data_dir_missing);
         assert!(!b.postgres_state.unwrap().healthy);
+        // An initdb that has not finished is no db yet.
+        let pending = DbState { init_pending: true, generation: None, ..rec };
+        let c = keeper_info(&cfg, InfoInput { boot_uuid: "b", recorded: Some(&pending), ..Default::default() });
+        assert_eq!(c.postgres_state.unwrap().db_uid, None);
     }
 }

@@ -131,7 +131,7 @@ impl Keeper {
         let running = self.exec.running();
         let rewind_failed = target.desired.db.as_ref().is_some_and(|db| self.exec.rewind_failed_for.as_deref() == Some(db.uid.as_str()));
         let memory = Memory { conf_applied: self.exec.conf_applied, rewind_failed };
-        let (observed, _) = match observe::observe(&self.cfg, running, &memory, target.timing.request_timeout).await {
+        let (mut observed, _) = match observe::observe(&self.cfg, running, &memory, target.timing.request_timeout).await {
             Ok(observation) => {
                 self.shared.lock().observation_failed = false;
                 observation
@@ -146,6 +146,9 @@ impl Keeper {
                 return;
             }
         };
+        if restricted_master(&target.desired, &observed) {
+            observed.in_sync_standbys = in_sync_standbys(&self.cfg, target.timing.request_timeout).await;
+        }
         let steps = plan(&target.desired, &observed);
         let new_plan = steps != self.last_plan;
         if new_plan {
@@ -207,6 +210,29 @@ impl Keeper {
                 tracing::error!(error = %err, "postgres could not be stopped");
             }
         }
+    }
+}
+
+/// A running primary with synchronous replication whose configuration on disk is the restricted
+/// one: the plan needs its in-sync standbys to let clients in.
+fn restricted_master(d: &crate::plan::Desired, o: &crate::plan::Observed) -> bool {
+    let sync = d.db.as_ref().is_some_and(|db| db.role == clusterview::data::DbRole::Master && db.sync_standbys.is_some());
+    sync && o.running && o.in_recovery == Some(false) && o.conf_on_disk == Some(d.restricted_conf_hash)
+}
+
+/// The db uids of the standbys the local primary reports in sync; `None` when it cannot be asked.
+async fn in_sync_standbys(cfg: &KeeperConfig, timeout: Duration) -> Option<std::collections::BTreeSet<String>> {
+    let ask = async {
+        let client = crate::sql::connect(cfg, timeout).await?;
+        crate::sql::in_sync_standbys(&client).await
+    };
+    match tokio::time::timeout(timeout, ask).await {
+        Ok(Ok(names)) => Some(names.into_iter().map(|n| n.strip_prefix("stolon_").map(str::to_string).unwrap_or(n)).collect()),
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "cannot read the in-sync standbys from pg_stat_replication");
+            None
+        }
+        Err(_) => None,
     }
 }
 

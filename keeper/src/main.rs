@@ -6,6 +6,7 @@
 //! - `state`: keeperstate.json, dbstate.json and pgpass, written atomically;
 //! - `quote`: quoting for postgresql.conf, conninfo, pg_hba.conf, pgpass and SQL;
 //! - `conf`, `hba`: pure renderings of postgresql-stolon.conf and pg_hba.conf (golden-tested);
+//! - `autoconf`: postgresql.auto.conf as a symlink to /dev/null, so ALTER SYSTEM fails;
 //! - `desired`: clusterdata to the plan's `Desired` plus the files to write;
 //! - `plan`: the pure decision `plan(&Desired, &Observed) -> Vec<Step>`;
 //! - `observe`: the data dir and postgres as they are (`Observed`);
@@ -22,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod autoconf;
 mod conf;
 mod config;
 mod desired;
@@ -95,10 +97,9 @@ async fn run(args: args::Args) -> Result<(), StartupError> {
         }
         None => None,
     };
-    let boot_uuid = uuid::Uuid::new_v4().to_string();
     let observer = AbortOnDrop(tokio::spawn(keeper::observe_loop(Arc::clone(&cfg), Arc::clone(&shared))));
     let claim = AbortOnDrop(tokio::spawn(keeper::cluster_data_loop(Arc::clone(&cfg), store.clone(), Arc::clone(&shared))));
-    let publisher = AbortOnDrop(tokio::spawn(keeper::publish_loop(Arc::clone(&cfg), store.clone(), Arc::clone(&shared), boot_uuid)));
+    let publisher = AbortOnDrop(tokio::spawn(keeper::publish_loop(Arc::clone(&cfg), store.clone(), Arc::clone(&shared), cfg.boot_uuid.clone())));
 
     let exec = exec::Executor::new(Arc::clone(&cfg), recorded);
     let mut keeper = keeper::Keeper::new(Arc::clone(&cfg), store.clone(), shared, exec);

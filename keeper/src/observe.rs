@@ -171,6 +171,7 @@ pub async fn observe(cfg: &KeeperConfig, running: bool, memory: &Memory, timeout
     };
     let observed = Observed {
         data_dir,
+        holds_data: cfg.pgdata.join("PG_VERSION").exists(),
         system_id,
         running,
         healthy: status.is_some(),
@@ -182,6 +183,8 @@ pub async fn observe(cfg: &KeeperConfig, running: bool, memory: &Memory, timeout
         repl_role_exists: status.as_ref().map(|s| s.repl_role_exists),
         slots: status.as_ref().filter(|s| !s.in_recovery).map(|s| s.slots.clone()),
         rewind_failed: memory.rewind_failed,
+        // Filled by the pass when the plan needs it (a restarted sync master).
+        in_sync_standbys: None,
     };
     Ok((observed, status))
 }

@@ -8,13 +8,19 @@
 //! `kill -9` at any point (a level-triggered reconciler, as in kube-rs).
 //!
 //! Data safety (DESIGN §2.4) lives here, where the tests can see it:
+//! - a deposed master (role master, but not clusterdata's `cluster.status.master`) is stopped
+//!   and left alone until clusterdata makes it the master again or gives it another db;
+//! - a restarted keeper acts on a master role only once clusterdata records its new bootUUID;
 //! - the data dir is removed only to apply initMode `new` or `resync` to a db uid that is not
-//!   yet recorded in dbstate.json (or to resync a primary that clusterdata says is a standby);
+//!   yet recorded in dbstate.json (or to resync a primary that clusterdata says is a standby),
+//!   and never over data that may be another cluster's only copy without `--allow-reinit`
+//!   (`would_destroy_data`);
 //! - a db whose init was applied, or whose initMode is `none`/`existing`, never gets initdb: a
 //!   missing data dir is reported (`ReportDataDirMissing`) and the keeper waits, except that a
 //!   stopped standby is simply copied again from its master (it can only come back as a standby);
 //! - a resync tries pg_rewind first when `usePgrewind` and the system ids match; a pg_rewind that
-//!   failed for this db is not tried again by this process (full pg_basebackup instead).
+//!   failed for this db is not tried again by this process (full pg_basebackup instead);
+//! - a synchronous master found stopped starts with clients kept out (`keep_clients_out`).
 
 use crate::state::DbState;
 use clusterview::data::{DbInitMode, DbRole};
@@ -29,12 +35,22 @@ pub struct Desired {
     pub recorded: Option<DbState>,
     /// Hash of the configuration files the keeper wants (`conf::config_hash`).
     pub conf_hash: u64,
+    /// Hash of the same files with the restricted pg_hba.conf (clients kept out).
+    pub restricted_conf_hash: u64,
     /// The spec's usePgrewind.
     pub use_pgrewind: bool,
     /// The spec's automaticPgRestart: restart when a changed setting needs it.
     pub automatic_pg_restart: bool,
     /// PostgreSQL >= 13 applies a new primary_conninfo on reload; older ones need a restart.
     pub reload_applies_conninfo: bool,
+    /// clusterdata's `cluster.uid`, recorded in dbstate.json with the db.
+    pub cluster_uid: String,
+    /// `--allow-reinit`: the operator allows initdb (initMode new), or a copy from another
+    /// cluster, over a data dir that holds data.
+    pub allow_reinit: bool,
+    /// clusterdata's status of this keeper records this keeper process's bootUUID: the sentinel
+    /// has seen this incarnation, so a master role is about it and not about the previous one.
+    pub boot_recorded: bool,
 }
 
 /// This keeper's db, as clusterdata describes it.
@@ -49,6 +65,13 @@ pub struct DesiredDb {
     pub source: Option<Source>,
     /// On a master: the replication slots to keep (`stolon_<follower>` and the additional ones).
     pub slots: BTreeSet<String>,
+    /// Role master, but clusterdata's `cluster.status.master` names another db: the sentinel
+    /// elected another master and keeps this db (and its data) as a candidate until the new
+    /// master has converged. The keeper stops postgres and waits, touching no data.
+    pub deposed: bool,
+    /// On a master with synchronous replication on: the db uids of its synchronous standbys
+    /// (clusterdata's spec), which must be in sync before a (re)started master admits clients.
+    pub sync_standbys: Option<BTreeSet<String>>,
 }
 
 /// The followed db, as far as the plan needs to know it.
@@ -76,6 +99,8 @@ pub enum DataDir {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Observed {
     pub data_dir: DataDir,
+    /// The data dir holds a `PG_VERSION` file: it is (or was) a PostgreSQL data directory.
+    pub holds_data: bool,
     /// From pg_control_system() when running, else pg_controldata.
     pub system_id: Option<String>,
     /// A postmaster runs on the data dir (our child or one a previous keeper left).
@@ -99,6 +124,9 @@ pub struct Observed {
     pub slots: Option<BTreeSet<String>>,
     /// A pg_rewind for this db already failed in this keeper process.
     pub rewind_failed: bool,
+    /// On a primary: the standbys pg_stat_replication reports in sync (db uids, `stolon_`
+    /// stripped); `None` when unknown or not looked at.
+    pub in_sync_standbys: Option<BTreeSet<String>>,
 }
 
 /// Why the keeper waits instead of acting.
@@ -110,6 +138,15 @@ pub enum WaitReason {
     InconsistentInitMode(DbInitMode, DbRole),
     /// initMode pitr is not implemented by this keeper.
     Unsupported(DbInitMode),
+    /// A master db that is not clusterdata's master any more (see `DesiredDb::deposed`).
+    Deposed,
+    /// initMode new (or a copy from another cluster) would destroy data this keeper holds:
+    /// PostgreSQL data (`pg_data`) and/or the dbstate.json of a db of another (or an unknown)
+    /// cluster. Only `--allow-reinit` lets the keeper go on.
+    WouldDestroyData { recorded: Option<DbState>, pg_data: bool },
+    /// This keeper restarted and clusterdata does not record its new bootUUID yet: a master role
+    /// may have been written about its previous incarnation (see `Desired::boot_recorded`).
+    BootUuidNotRecorded,
 }
 
 /// One step toward the desired state. Each is idempotent.
@@ -131,6 +168,8 @@ pub enum Step {
     Rewind,
     /// Write postgresql-stolon.conf, pg_hba.conf and the include in postgresql.conf.
     WriteConfig,
+    /// The same, with the restricted pg_hba.conf that keeps clients out.
+    WriteRestrictedConfig,
     CreateStandbySignal,
     CreateReplicationRole,
     CreateSlot(String),
@@ -156,6 +195,7 @@ impl Step {
             Step::BaseBackup => "basebackup",
             Step::Rewind => "rewind",
             Step::WriteConfig => "write config",
+            Step::WriteRestrictedConfig => "write restricted config",
             Step::CreateStandbySignal => "create standby.signal",
             Step::CreateReplicationRole => "create replication role",
             Step::CreateSlot(_) => "create slot",
@@ -174,7 +214,22 @@ pub fn plan(d: &Desired, o: &Observed) -> Vec<Step> {
         // here is nobody's master or standby, so stop it rather than let clients write to it.
         return if o.running { vec![Step::Stop] } else { vec![] };
     };
-    let initialized = d.recorded.as_ref().is_some_and(|r| r.db_uid == db.uid);
+    if db.role == DbRole::Master && db.deposed {
+        // Another db was elected. This one stays a candidate (the sentinel may elect it again if
+        // the new master fails before converging), so its data is left exactly as it is: no
+        // rewind, no copy, no initdb, no promotion. Stopping it fences it from clients.
+        let mut steps = stop_if_running(o);
+        steps.push(Step::Wait(WaitReason::Deposed));
+        return steps;
+    }
+    if db.role == DbRole::Master && !d.boot_recorded {
+        // The master role may be about this keeper's previous incarnation (written just before
+        // a failover the sentinel is about to make): start, promote or initdb nothing until the
+        // sentinel has seen this process. A primary left running is left as it is.
+        return vec![Step::Wait(WaitReason::BootUuidNotRecorded)];
+    }
+    // An initdb that started and did not finish has not applied the initMode.
+    let initialized = d.recorded.as_ref().is_some_and(|r| r.db_uid == db.uid && !r.init_pending);
     // A standby whose data dir vanished after its copy is copied again: a copy of the master
     // can only ever be a standby, so this is safe, and waiting for the sentinel to hand out a
     // new db would leave the cluster a standby short meanwhile.
@@ -188,7 +243,7 @@ pub fn plan(d: &Desired, o: &Observed) -> Vec<Step> {
 
 /// Stop, copy the followed db (rewind or basebackup), mark as standby, record, converge.
 fn copy_as_standby(d: &Desired, db: &DesiredDb, source: &Source, o: &Observed) -> Vec<Step> {
-    let record = Step::RecordDbState(DbState { db_uid: db.uid.clone(), generation: None });
+    let record = record(d, db, None);
     let mut steps = stop_if_running(o);
     steps.extend(copy_steps(d, source, o));
     steps.extend([Step::CreateStandbySignal, record]);
@@ -198,13 +253,18 @@ fn copy_as_standby(d: &Desired, db: &DesiredDb, source: &Source, o: &Observed) -
 
 /// Applies the db's initMode to a db uid not yet recorded in dbstate.json.
 fn init(d: &Desired, db: &DesiredDb, o: &Observed) -> Vec<Step> {
-    let record = Step::RecordDbState(DbState { db_uid: db.uid.clone(), generation: None });
+    let record = record(d, db, None);
     match db.init_mode {
         DbInitMode::New => {
             if db.role != DbRole::Master {
                 return vec![Step::Wait(WaitReason::InconsistentInitMode(db.init_mode, db.role))];
             }
+            if let Some(refusal) = would_destroy_data(d, db, o, Overwrite::InitDb) {
+                return vec![refusal];
+            }
             let mut steps = stop_if_running(o);
+            // Recorded first: after a kill -9 during initdb, the remains are recognised as ours.
+            steps.push(Step::RecordDbState(DbState { init_pending: true, ..record_state(d, db, None) }));
             if o.data_dir != DataDir::Missing {
                 steps.push(Step::RemoveDataDir);
             }
@@ -219,12 +279,22 @@ fn init(d: &Desired, db: &DesiredDb, o: &Observed) -> Vec<Step> {
             let Some(source) = &db.source else {
                 return vec![Step::Wait(WaitReason::NoSource)];
             };
+            if let Some(refusal) = would_destroy_data(d, db, o, Overwrite::Copy) {
+                return vec![refusal];
+            }
             copy_as_standby(d, db, source, o)
         }
         DbInitMode::Existing | DbInitMode::None => {
             // Adopt the data dir as it is; never create one.
             if o.data_dir != DataDir::Present {
                 return vec![Step::ReportDataDirMissing];
+            }
+            // Adopting another cluster's data as a master (initMode existing) is how an operator
+            // recovers a lost clusterdata; adopting it as a standby would copy over it.
+            if db.role == DbRole::Standby {
+                if let Some(refusal) = would_destroy_data(d, db, o, Overwrite::Copy) {
+                    return vec![refusal];
+                }
             }
             let mut steps = vec![record];
             steps.extend(converge(d, db, o));
@@ -244,9 +314,12 @@ fn converge(d: &Desired, db: &DesiredDb, o: &Observed) -> Vec<Step> {
         DbRole::Master => converge_master(d, db, o, &mut steps),
         DbRole::Standby => converge_standby(d, db, o, &mut steps),
     };
-    let recorded_generation = d.recorded.as_ref().filter(|r| r.db_uid == db.uid).and_then(|r| r.generation);
-    if done && steps.is_empty() && o.healthy && recorded_generation != Some(db.generation) {
-        steps.push(Step::RecordDbState(DbState { db_uid: db.uid.clone(), generation: Some(db.generation) }));
+    let recorded = d.recorded.as_ref().filter(|r| r.db_uid == db.uid);
+    let recorded_generation = recorded.and_then(|r| r.generation);
+    // dbstate.json of an older keeper lacks the cluster uid: add it.
+    let recorded_cluster = recorded.and_then(|r| r.cluster_uid.as_deref());
+    if done && steps.is_empty() && o.healthy && (recorded_generation != Some(db.generation) || recorded_cluster != Some(d.cluster_uid.as_str())) {
+        steps.push(record(d, db, Some(db.generation)));
     }
     steps
 }
@@ -254,8 +327,9 @@ fn converge(d: &Desired, db: &DesiredDb, o: &Observed) -> Vec<Step> {
 /// Master: running, out of recovery, configured, with its replication role and slots. Returns
 /// whether the plan could look at everything (postgres answered).
 fn converge_master(d: &Desired, db: &DesiredDb, o: &Observed, steps: &mut Vec<Step>) -> bool {
-    if o.conf_on_disk != Some(d.conf_hash) {
-        steps.push(Step::WriteConfig);
+    let (write, conf_hash) = if keep_clients_out(d, db, o) { (Step::WriteRestrictedConfig, d.restricted_conf_hash) } else { (Step::WriteConfig, d.conf_hash) };
+    if o.conf_on_disk != Some(conf_hash) {
+        steps.push(write);
     }
     if !o.running {
         steps.push(Step::Start);
@@ -268,7 +342,7 @@ fn converge_master(d: &Desired, db: &DesiredDb, o: &Observed, steps: &mut Vec<St
         }
         return false;
     }
-    if o.conf_applied != Some(d.conf_hash) {
+    if o.conf_applied != Some(conf_hash) {
         steps.push(Step::Reload);
     }
     match o.in_recovery {
@@ -294,6 +368,23 @@ fn converge_master(d: &Desired, db: &DesiredDb, o: &Observed, steps: &mut Vec<St
         }
     }
     true
+}
+
+/// Whether the master runs (or starts) with the restricted pg_hba.conf (Stolon's
+/// waitSyncStandbysSynced): with synchronous replication on, a master found stopped starts with
+/// clients kept out, because transactions that were waiting for a standby's acknowledgement when
+/// it stopped are in its WAL and become visible at start before any standby has them; clients
+/// come in once every synchronous standby of the spec is reported in sync. The restricted file
+/// on disk is what carries this across passes and keeper restarts. A master that keeps running
+/// while a standby falls behind is not restricted (its commits simply wait).
+fn keep_clients_out(d: &Desired, db: &DesiredDb, o: &Observed) -> bool {
+    let Some(wanted) = db.sync_standbys.as_ref().filter(|w| !w.is_empty()) else { return false };
+    if !o.running {
+        return true;
+    }
+    let restricted_now = o.conf_on_disk == Some(d.restricted_conf_hash);
+    let in_sync = o.in_sync_standbys.as_ref().is_some_and(|have| wanted.is_subset(have));
+    restricted_now && !in_sync
 }
 
 /// Standby: in recovery from its source with the wanted primary_conninfo. A primary that
@@ -338,6 +429,55 @@ fn converge_standby(d: &Desired, db: &DesiredDb, o: &Observed, steps: &mut Vec<S
     o.in_recovery.is_some()
 }
 
+/// Records `db` (of this cluster) in dbstate.json, at `generation` once converged.
+fn record(d: &Desired, db: &DesiredDb, generation: Option<u64>) -> Step {
+    Step::RecordDbState(record_state(d, db, generation))
+}
+
+fn record_state(d: &Desired, db: &DesiredDb, generation: Option<u64>) -> DbState {
+    DbState { db_uid: db.uid.clone(), generation, cluster_uid: Some(d.cluster_uid.clone()), init_pending: false }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Overwrite {
+    /// initdb for initMode new.
+    InitDb,
+    /// A copy (pg_rewind or pg_basebackup) for initMode resync.
+    Copy,
+}
+
+/// The refusal to wait on when applying the db's initMode would destroy data that may be the
+/// only copy of someone's database (safety review §3: a lost clusterdata re-created by a
+/// sentinel must not wipe the old cluster). `None` when there is nothing to lose or the
+/// operator said `--allow-reinit`.
+/// - initdb: never over PostgreSQL data (PG_VERSION), except the remains of this db's own
+///   interrupted initdb, nor on a keeper whose dbstate.json names a db of another cluster or of
+///   an unknown one (written by an older keeper);
+/// - copy: never over the data of a db recorded as another cluster's, unless it is a copy of the
+///   same database as the source (same system id). A standby of this cluster given a new resync
+///   db (same cluster uid) is copied over its old data as always.
+fn would_destroy_data(d: &Desired, db: &DesiredDb, o: &Observed, what: Overwrite) -> Option<Step> {
+    if d.allow_reinit {
+        return None;
+    }
+    let other_db = d.recorded.as_ref().filter(|r| r.db_uid != db.uid);
+    let own_pending = d.recorded.as_ref().is_some_and(|r| r.db_uid == db.uid && r.init_pending);
+    let refuse = match what {
+        Overwrite::InitDb => {
+            let foreign = other_db.is_some_and(|r| r.cluster_uid.as_deref() != Some(d.cluster_uid.as_str()));
+            foreign || (o.holds_data && !own_pending)
+        }
+        Overwrite::Copy => {
+            let other_cluster = other_db.is_some_and(|r| r.cluster_uid.as_ref().is_some_and(|c| *c != d.cluster_uid));
+            // A copy of the same database (same system id as the source) rejoins as usual, as
+            // when a lost clusterdata was recovered with initMode existing from another keeper.
+            let same_system = matches!((&o.system_id, db.source.as_ref().and_then(|s| s.system_id.as_ref())), (Some(local), Some(remote)) if local == remote);
+            o.holds_data && other_cluster && !same_system
+        }
+    };
+    refuse.then(|| Step::Wait(WaitReason::WouldDestroyData { recorded: d.recorded.clone(), pg_data: o.holds_data }))
+}
+
 fn stop_if_running(o: &Observed) -> Vec<Step> {
     if o.running {
         vec![Step::Stop]
@@ -371,6 +511,7 @@ fn copy_steps(d: &Desired, source: &Source, o: &Observed) -> Vec<Step> {
 fn after_copy(o: &Observed, standby_signal: bool, repl_role_exists: Option<bool>) -> Observed {
     Observed {
         data_dir: DataDir::Present,
+        holds_data: true,
         system_id: None,
         running: false,
         healthy: false,
@@ -382,6 +523,7 @@ fn after_copy(o: &Observed, standby_signal: bool, repl_role_exists: Option<bool>
         repl_role_exists,
         slots: None,
         rewind_failed: o.rewind_failed,
+        in_sync_standbys: None,
     }
 }
 

@@ -5,7 +5,12 @@ use super::*;
 use DbInitMode as M;
 use Step::*;
 
+#[path = "plan_safety_tests.rs"]
+mod safety;
+
 const H: u64 = 42;
+/// The hash of the configuration with the restricted pg_hba.conf.
+const HR: u64 = 43;
 
 fn slots(names: &[&str]) -> BTreeSet<String> {
     names.iter().map(|s| s.to_string()).collect()
@@ -16,24 +21,25 @@ fn src(system_id: Option<&str>, can_rewind: bool) -> Option<Source> {
 }
 
 fn master(init_mode: DbInitMode) -> DesiredDb {
-    DesiredDb { uid: "db1".into(), generation: 3, role: DbRole::Master, init_mode, source: None, slots: slots(&["stolon_db2"]) }
+    DesiredDb { uid: "db1".into(), generation: 3, role: DbRole::Master, init_mode, source: None, slots: slots(&["stolon_db2"]), deposed: false, sync_standbys: None }
 }
 
 fn standby(init_mode: DbInitMode, source: Option<Source>) -> DesiredDb {
-    DesiredDb { uid: "db1".into(), generation: 3, role: DbRole::Standby, init_mode, source, slots: BTreeSet::new() }
+    DesiredDb { uid: "db1".into(), generation: 3, role: DbRole::Standby, init_mode, source, slots: BTreeSet::new(), deposed: false, sync_standbys: None }
 }
 
 fn rec(uid: &str, generation: Option<u64>) -> Option<DbState> {
-    Some(DbState { db_uid: uid.into(), generation })
+    Some(DbState { db_uid: uid.into(), generation, cluster_uid: Some("c1".into()), init_pending: false })
 }
 
 fn desired(db: Option<DesiredDb>, recorded: Option<DbState>) -> Desired {
-    Desired { db, recorded, conf_hash: H, use_pgrewind: true, automatic_pg_restart: false, reload_applies_conninfo: true }
+    Desired { db, recorded, conf_hash: H, restricted_conf_hash: HR, use_pgrewind: true, automatic_pg_restart: false, reload_applies_conninfo: true, cluster_uid: "c1".into(), allow_reinit: false, boot_recorded: true }
 }
 
 fn stopped(data_dir: DataDir) -> Observed {
     Observed {
         data_dir,
+        holds_data: data_dir == DataDir::Present,
         system_id: (data_dir == DataDir::Present).then(|| "sys1".to_string()),
         running: false,
         healthy: false,
@@ -45,6 +51,7 @@ fn stopped(data_dir: DataDir) -> Observed {
         repl_role_exists: None,
         slots: None,
         rewind_failed: false,
+        in_sync_standbys: None,
     }
 }
 
@@ -65,7 +72,24 @@ fn running_standby() -> Observed {
 }
 
 fn record(generation: Option<u64>) -> Step {
-    RecordDbState(DbState { db_uid: "db1".into(), generation })
+    RecordDbState(DbState { db_uid: "db1".into(), generation, cluster_uid: Some("c1".into()), init_pending: false })
+}
+
+fn rec_of(uid: &str, cluster: Option<&str>, generation: Option<u64>) -> Option<DbState> {
+    Some(DbState { db_uid: uid.into(), generation, cluster_uid: cluster.map(str::to_string), init_pending: false })
+}
+
+/// dbstate.json says initdb for db1 started (and may not have finished).
+fn pending() -> Step {
+    RecordDbState(DbState { db_uid: "db1".into(), generation: None, cluster_uid: Some("c1".into()), init_pending: true })
+}
+
+fn refuse(recorded: Option<DbState>, pg_data: bool) -> Vec<Step> {
+    vec![Wait(WaitReason::WouldDestroyData { recorded, pg_data })]
+}
+
+fn allow_reinit(d: Desired) -> Desired {
+    Desired { allow_reinit: true, ..d }
 }
 
 struct Case {
@@ -84,19 +108,94 @@ fn cases() -> Vec<Case> {
             name: "new master on an empty keeper",
             d: desired(Some(master(M::New)), None),
             o: stopped(DataDir::Missing),
-            want: vec![InitDb, record(None), WriteConfig, Start, CreateReplicationRole],
+            want: vec![pending(), InitDb, record(None), WriteConfig, Start, CreateReplicationRole],
         },
         Case {
-            name: "new master over an old cluster's running db (uid not recorded)",
-            d: desired(Some(master(M::New)), rec("olddb", Some(9))),
+            // Safety review §3: the clusterdata was lost and a sentinel created a new cluster.
+            name: "new master over an old cluster's running db: refuse, touch nothing",
+            d: desired(Some(master(M::New)), rec_of("olddb", Some("old-cluster"), Some(9))),
             o: running_standby(),
-            want: vec![Stop, RemoveDataDir, InitDb, record(None), WriteConfig, Start, CreateReplicationRole],
+            want: refuse(rec_of("olddb", Some("old-cluster"), Some(9)), true),
         },
         Case {
-            name: "new master after an initdb interrupted by kill -9",
+            name: "new master over an old cluster's running db with --allow-reinit: stop, wipe, initdb",
+            d: allow_reinit(desired(Some(master(M::New)), rec_of("olddb", Some("old-cluster"), Some(9)))),
+            o: running_standby(),
+            want: vec![Stop, pending(), RemoveDataDir, InitDb, record(None), WriteConfig, Start, CreateReplicationRole],
+        },
+        Case {
+            name: "new master over PostgreSQL data and no dbstate.json: refuse",
+            d: desired(Some(master(M::New)), None),
+            o: stopped(DataDir::Present),
+            want: refuse(None, true),
+        },
+        Case {
+            name: "new master over a partial data dir holding PG_VERSION and no dbstate.json: refuse",
+            d: desired(Some(master(M::New)), None),
+            o: Observed { holds_data: true, ..stopped(DataDir::Partial) },
+            want: refuse(None, true),
+        },
+        Case {
+            name: "new master, empty data dir but the dbstate.json of another cluster: refuse",
+            d: desired(Some(master(M::New)), rec_of("olddb", Some("old-cluster"), Some(2))),
+            o: stopped(DataDir::Empty),
+            want: refuse(rec_of("olddb", Some("old-cluster"), Some(2)), false),
+        },
+        Case {
+            name: "new master, dbstate.json of an older keeper (no cluster uid) naming another db: refuse",
+            d: desired(Some(master(M::New)), rec_of("olddb", None, Some(2))),
+            o: stopped(DataDir::Missing),
+            want: refuse(rec_of("olddb", None, Some(2)), false),
+        },
+        Case {
+            name: "new master, dbstate.json of an earlier init attempt of this cluster, no data: initdb",
+            d: desired(Some(master(M::New)), rec_of("db0", Some("c1"), None)),
+            o: stopped(DataDir::Missing),
+            want: vec![pending(), InitDb, record(None), WriteConfig, Start, CreateReplicationRole],
+        },
+        Case {
+            name: "new master after an initdb interrupted by kill -9 (PG_VERSION, initdb pending): redo",
+            d: desired(Some(master(M::New)), Some(DbState { init_pending: true, ..rec("db1", None).unwrap() })),
+            o: Observed { holds_data: true, ..stopped(DataDir::Partial) },
+            want: vec![pending(), RemoveDataDir, InitDb, record(None), WriteConfig, Start, CreateReplicationRole],
+        },
+        Case {
+            name: "new master after an initdb killed before it wrote anything",
             d: desired(Some(master(M::New)), None),
             o: stopped(DataDir::Partial),
-            want: vec![RemoveDataDir, InitDb, record(None), WriteConfig, Start, CreateReplicationRole],
+            want: vec![pending(), RemoveDataDir, InitDb, record(None), WriteConfig, Start, CreateReplicationRole],
+        },
+        Case {
+            name: "resync over the data of another cluster: refuse",
+            d: desired(Some(standby(M::Resync, src(Some("other"), true))), rec_of("olddb", Some("old-cluster"), Some(3))),
+            o: stopped(DataDir::Present),
+            want: refuse(rec_of("olddb", Some("old-cluster"), Some(3)), true),
+        },
+        Case {
+            // Recovery of a lost clusterdata: the new cluster adopted another keeper's copy of
+            // the same database (initMode existing); this keeper's copy rejoins as usual.
+            name: "resync over another cluster's copy of the same database (same system id): rewind",
+            d: desired(Some(standby(M::Resync, src(Some("sys1"), true))), rec_of("olddb", Some("old-cluster"), Some(3))),
+            o: stopped(DataDir::Present),
+            want: vec![Rewind, CreateStandbySignal, record(None), WriteConfig, Start],
+        },
+        Case {
+            name: "resync over another cluster's data, local system id unknown: refuse",
+            d: desired(Some(standby(M::Resync, src(Some("sys1"), true))), rec_of("olddb", Some("old-cluster"), Some(3))),
+            o: Observed { system_id: None, ..stopped(DataDir::Present) },
+            want: refuse(rec_of("olddb", Some("old-cluster"), Some(3)), true),
+        },
+        Case {
+            name: "resync over the data of another cluster with --allow-reinit: basebackup",
+            d: allow_reinit(desired(Some(standby(M::Resync, src(Some("other"), true))), rec_of("olddb", Some("old-cluster"), Some(3)))),
+            o: stopped(DataDir::Present),
+            want: vec![RemoveDataDir, BaseBackup, CreateStandbySignal, record(None), WriteConfig, Start],
+        },
+        Case {
+            name: "converged db recorded by an older keeper (no cluster uid): record the cluster uid",
+            d: desired(Some(master(M::None)), rec_of("db1", None, Some(3))),
+            o: running_master(),
+            want: vec![record(Some(3))],
         },
         Case {
             name: "new master already initialized: never initdb again",
@@ -120,7 +219,7 @@ fn cases() -> Vec<Case> {
             name: "standby, data dir emptied: copied again from its master",
             d: desired(Some(standby(M::None, src(Some("sys1"), true))), rec("db1", Some(2))),
             o: stopped(DataDir::Empty),
-            want: vec![RemoveDataDir, BaseBackup, CreateStandbySignal, RecordDbState(DbState { db_uid: "db1".into(), generation: None }), WriteConfig, Start],
+            want: vec![RemoveDataDir, BaseBackup, CreateStandbySignal, record(None), WriteConfig, Start],
         },
         Case {
             name: "master, data dir emptied: report, never initdb",
@@ -334,6 +433,9 @@ fn cases() -> Vec<Case> {
             want: vec![record(Some(3))],
         },
     ];
+    v.extend(safety::deposed_cases());
+    v.extend(safety::restricted_cases());
+    v.extend(safety::boot_cases());
     v.push(Case {
         name: "master with unknown slots (not answering as primary): no slot steps",
         d: desired(Some(master(M::None)), converged),
@@ -532,7 +634,7 @@ fn perturbations() -> Vec<Perturbation> {
             name: "generation bumped",
             applies: For::AnyDb,
             change: |d, _| db_mut(d).generation = 4,
-            want: |s| s == [RecordDbState(DbState { db_uid: "db1".into(), generation: Some(4) })],
+            want: |s| s == [record(Some(4))],
         },
         Perturbation {
             name: "pending restart with automaticPgRestart",

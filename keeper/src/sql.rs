@@ -168,6 +168,17 @@ pub async fn drop_slot(client: &Client, name: &str) -> Result<(), tokio_postgres
     }
 }
 
+/// The application names of the standbys pg_stat_replication reports in sync: `sync_state`
+/// sync or quorum, and streaming (caught up), as Stolon's getSyncStandbys.
+pub async fn in_sync_standbys(client: &Client) -> Result<BTreeSet<String>, tokio_postgres::Error> {
+    client
+        .query("SELECT application_name::text FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum') AND state = 'streaming'", &[])
+        .await?
+        .iter()
+        .map(|r| r.try_get::<_, String>(0))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

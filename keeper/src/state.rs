@@ -35,6 +35,15 @@ pub struct DbState {
     /// first convergence.
     #[serde(default)]
     pub generation: Option<u64>,
+    /// The uid of the cluster (clusterdata's `cluster.uid`) the db belongs to, so that data of
+    /// another cluster is recognised and never silently overwritten. Absent in files written by
+    /// older keepers; the keeper adds it on its next pass.
+    #[serde(rename = "clusterUID", default, skip_serializing_if = "Option::is_none")]
+    pub cluster_uid: Option<String>,
+    /// initdb for `db_uid` started and has not finished: what the data dir holds is the remains of
+    /// that initdb (e.g. after a `kill -9`), which the keeper may remove and redo.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub init_pending: bool,
 }
 
 pub const KEEPER_STATE_FILE: &str = "keeperstate.json";
@@ -110,7 +119,7 @@ mod tests {
     fn db_state_round_trip_and_absence() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(read_db_state(dir.path()).unwrap(), None);
-        let st = DbState { db_uid: "abc".into(), generation: Some(4) };
+        let st = DbState { db_uid: "abc".into(), generation: Some(4), cluster_uid: Some("c1".into()), init_pending: false };
         write_db_state(dir.path(), &st).unwrap();
         assert_eq!(read_db_state(dir.path()).unwrap(), Some(st));
         let text = std::fs::read_to_string(dir.path().join(DB_STATE_FILE)).unwrap();
