@@ -147,7 +147,11 @@ impl Keeper {
             }
         };
         if restricted_master(&target.desired, &observed) {
-            observed.in_sync_standbys = in_sync_standbys(&self.cfg, target.timing.request_timeout).await;
+            // The observer's confirmed set: a standby counts once it flushed what the master
+            // had when it was first seen listed after the start, so it holds the commits that
+            // were waiting when postgres stopped.
+            let s = self.shared.lock();
+            observed.in_sync_standbys = http::observed_pg(&s, Instant::now()).map(|pg| pg.synchronous_standbys.iter().cloned().collect());
         }
         let steps = plan(&target.desired, &observed);
         let new_plan = steps != self.last_plan;
@@ -220,29 +224,20 @@ fn restricted_master(d: &crate::plan::Desired, o: &crate::plan::Observed) -> boo
     sync && o.running && o.in_recovery == Some(false) && o.conf_on_disk == Some(d.restricted_conf_hash)
 }
 
-/// The db uids of the standbys the local primary reports in sync; `None` when it cannot be asked.
-async fn in_sync_standbys(cfg: &KeeperConfig, timeout: Duration) -> Option<std::collections::BTreeSet<String>> {
-    let ask = async {
-        let client = crate::sql::connect(cfg, timeout).await?;
-        crate::sql::in_sync_standbys(&client).await
-    };
-    match tokio::time::timeout(timeout, ask).await {
-        Ok(Ok(names)) => Some(names.into_iter().map(|n| n.strip_prefix("stolon_").map(str::to_string).unwrap_or(n)).collect()),
-        Ok(Err(err)) => {
-            tracing::warn!(error = %err, "cannot read the in-sync standbys from pg_stat_replication");
-            None
-        }
-        Err(_) => None,
-    }
-}
-
 /// Looks at postgres every sleepInterval and stores the result with its time, forever. A check
 /// that hangs ends at requestTimeout (`observe::pg_status`) as "postgres did not answer".
 pub async fn observe_loop(cfg: Arc<KeeperConfig>, shared: Arc<Shared>) {
     let mut nudged = false;
+    // Kept across looks: a standby is confirmed in sync only once it flushed what the master
+    // had when the standby was first seen listed (`insync`).
+    let mut confirmations = crate::insync::SyncConfirmations::default();
     loop {
         let timing = shared.lock().timing;
-        let status = observe::pg_status(&cfg, timing.request_timeout).await;
+        let mut status = observe::pg_status(&cfg, timing.request_timeout).await;
+        match status.as_mut().filter(|s| !s.in_recovery) {
+            Some(s) => s.synchronous_standbys = confirmations.confirm(s.xlog_pos, &s.listed_in_sync),
+            None => confirmations = Default::default(),
+        }
         let history = status.as_ref().map(|s| info::read_timeline_history(&cfg.pgdata, s.timeline_id)).unwrap_or_default();
         {
             let mut s = shared.lock();

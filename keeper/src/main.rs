@@ -35,6 +35,7 @@ mod hba;
 mod http;
 mod identify;
 mod info;
+mod insync;
 mod keeper;
 mod observe;
 #[cfg(test)]

@@ -22,10 +22,13 @@ pub struct PgStatus {
     /// Insert position on a primary; on a standby the furthest of the received (flushed) and
     /// the replayed positions: what a promotion would replay.
     pub xlog_pos: u64,
-    /// Db uids of the standbys `pg_stat_replication` shows streaming and in sync (`sync` or
-    /// `quorum`), from their `stolon_<uid>` application names. Not the configured
+    /// Db uids of the standbys confirmed in sync (`insync`): listed in `listed_in_sync` and
+    /// flushed up to where the master was when they were first seen listed. Not the configured
     /// synchronous_standby_names: a listed standby that is not caught up is not in sync.
     pub synchronous_standbys: Vec<String>,
+    /// Db uids and flushed positions of the standbys `pg_stat_replication` shows streaming with
+    /// `sync_state` sync or quorum, from their `stolon_<uid>` application names.
+    pub listed_in_sync: Vec<(String, u64)>,
     /// The walreceiver is streaming.
     pub streaming: bool,
     pub pending_restart: bool,
@@ -88,7 +91,8 @@ SELECT pg_is_in_recovery(),
              THEN GREATEST((SELECT timeline_id FROM pg_control_checkpoint()),
                            (SELECT received_tli FROM pg_stat_wal_receiver))
              ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END),
-       ARRAY(SELECT application_name::text FROM pg_stat_replication
+       ARRAY(SELECT application_name || '@' || COALESCE(flush_lsn, '0/0'::pg_lsn)::text
+             FROM pg_stat_replication
              WHERE sync_state IN ('sync', 'quorum') AND state = 'streaming' ORDER BY 1),
        EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming'),
        EXISTS (SELECT 1 FROM pg_settings WHERE pending_restart),
@@ -114,24 +118,32 @@ pub async fn query_status(client: &Client, repl_username: &str) -> Result<PgStat
         .into_iter()
         .filter(|(name, _)| !crate::conf::MANAGED.contains(&name.as_str()))
         .collect();
-    Ok(PgStatus {
+    let mut status = PgStatus {
         in_recovery: row.try_get(0)?,
         system_id: row.try_get(1)?,
         timeline_id: timeline.and_then(|t| u32::try_from(t).ok()).unwrap_or(0),
         xlog_pos: crate::info::parse_lsn(&lsn).unwrap_or(0),
-        synchronous_standbys: in_sync_db_uids(row.try_get(4)?),
+        synchronous_standbys: Vec::new(),
+        listed_in_sync: listed_in_sync(row.try_get(4)?),
         streaming: row.try_get(5)?,
         pending_restart: row.try_get(6)?,
         repl_role_exists: row.try_get(7)?,
         slots,
         pg_parameters: params,
-    })
+    };
+    // Without history (a single look), a listed standby is confirmed only when it has flushed
+    // everything the master has now; the observer keeps the history across looks.
+    status.synchronous_standbys = crate::insync::SyncConfirmations::default().confirm(status.xlog_pos, &status.listed_in_sync);
+    Ok(status)
 }
 
-/// The db uids among walsender application names: `stolon_<uid>` is a keeper's standby;
-/// anything else (pg_basebackup's `stolon-basebackup`, a foreign client) is no db.
-pub fn in_sync_db_uids(application_names: Vec<String>) -> Vec<String> {
-    application_names.iter().filter_map(|n| n.strip_prefix("stolon_")).filter(|uid| !uid.is_empty()).map(str::to_string).collect()
+/// `stolon_<uid>@<flush lsn>` rows of pg_stat_replication to (db uid, flushed position);
+/// walsenders of anything but a keeper's standby (`stolon-basebackup`, foreign clients) are no db.
+pub fn listed_in_sync(rows: Vec<String>) -> Vec<(String, u64)> {
+    rows.iter()
+        .filter_map(|row| row.rsplit_once('@'))
+        .filter_map(|(name, lsn)| Some((name.strip_prefix("stolon_").filter(|uid| !uid.is_empty())?.to_string(), crate::info::parse_lsn(lsn)?)))
+        .collect()
 }
 
 /// The statement that creates (or updates) the replication role. The password is sent as a
@@ -168,25 +180,14 @@ pub async fn drop_slot(client: &Client, name: &str) -> Result<(), tokio_postgres
     }
 }
 
-/// The application names of the standbys pg_stat_replication reports in sync: `sync_state`
-/// sync or quorum, and streaming (caught up), as Stolon's getSyncStandbys.
-pub async fn in_sync_standbys(client: &Client) -> Result<BTreeSet<String>, tokio_postgres::Error> {
-    client
-        .query("SELECT application_name::text FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum') AND state = 'streaming'", &[])
-        .await?
-        .iter()
-        .map(|r| r.try_get::<_, String>(0))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn in_sync_names_to_db_uids() {
-        let names = ["stolon_db2", "stolon-basebackup", "walreceiver", "stolon_", "stolon_db3"].map(String::from).to_vec();
-        assert_eq!(in_sync_db_uids(names), vec!["db2", "db3"]);
+    fn in_sync_rows_to_db_uids_and_positions() {
+        let rows = ["stolon_db2@0/3000060", "stolon-basebackup@0/1", "walreceiver@0/2", "stolon_@0/3", "stolon_db3@1/0", "stolon_db4@bad"].map(String::from).to_vec();
+        assert_eq!(listed_in_sync(rows), vec![("db2".to_string(), 0x300_0060), ("db3".to_string(), 1 << 32)]);
     }
 
     #[test]
