@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Packaging test (DESIGN §4.4): the docker-compose example really starts and fails over.
+# Packaging test: the docker-compose example really starts and fails over.
 #
 #   1. builds the release binaries on the host (cargo build --release),
 #   2. builds the local base image stolon-base:bookworm (scripts/build-base-image.sh; cached),

@@ -5,7 +5,7 @@
 //! newer writer's data is recognised instead of misread. A db's `generation` is bumped by the
 //! sentinel each time its spec changes; the keeper reports the generation it converged to, which is
 //! how the sentinel knows a change has been applied. The proxy section has its own generation for
-//! the fencing handshake of DESIGN §2.2.
+//! the fencing handshake of safety rule 2.
 
 use crate::spec::ClusterSpec;
 use chrono::{DateTime, Utc};

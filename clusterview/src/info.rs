@@ -1,7 +1,7 @@
 //! Component infos: what each keeper, sentinel and proxy publishes about itself, under a lease.
 //!
 //! Every publication carries a fresh `infoUID`. The sentinel judges liveness by infos that
-//! *change* (DESIGN §2.5): a keeper whose info keeps the same `infoUID` for `failInterval` is
+//! *change* (safety rule 6): a keeper whose info keeps the same `infoUID` for `failInterval` is
 //! failed even if its lease is still alive (e.g. a frozen process whose lease a dying etcd
 //! connection kept up).
 

@@ -292,7 +292,7 @@ defaults! {
     additional_wal_senders: u16 = 5;
     /// Replication slots kept on the master for external clients. Same as Stolon.
     additional_master_replication_slots: Vec<String> = Vec::new();
-    /// Try pg_rewind before a full resync. Stolon: false; ours true (DESIGN §2.4: rewind before resync).
+    /// Try pg_rewind before a full resync. Stolon: false; ours true (safety rule 4: rewind before resync).
     use_pgrewind: bool = true;
     /// Merge pgParameters with the ones found in an existing db. Same as Stolon.
     merge_pg_parameters: bool = true;

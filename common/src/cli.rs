@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Flags every binary takes (DESIGN §3 "Common").
+/// Flags every binary takes (README, "Common flags").
 #[derive(clap::Args, Debug, Clone)]
 pub struct CommonArgs {
     /// Name of the cluster; keys live under <store-prefix>/<cluster-name>/ (required).

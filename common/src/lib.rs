@@ -1,6 +1,6 @@
 //! stolon-common: what every stolon-rs binary shares at its edges.
 //!
-//! - `cli`: the common flags of DESIGN §3 and the `<PREFIX>_<FLAG>` environment variables;
+//! - `cli`: the common flags (README, "Common flags") and the `<PREFIX>_<FLAG>` environment variables;
 //! - `logging`: `--log-level` and `--log-format` (text or JSON) for `tracing`;
 //! - `http`: the metrics/probe HTTP server and a small Prometheus text writer;
 //! - `signals`: a future that resolves on SIGTERM or SIGINT.

@@ -1,5 +1,5 @@
 //! `stolonctl status`: a view of the cluster built purely from what the store holds (clusterdata,
-//! the live infos and the election leader), rendered as tables or as the JSON shape of DESIGN §3.
+//! the live infos and the election leader), rendered as tables or as the JSON shape of README ("stolonctl").
 //!
 //! The view is built by `build`, a pure function, so its rules (who is "available", how lag is
 //! computed, which keepers are listed) are table-tested without etcd.

@@ -207,7 +207,7 @@ pub fn with_include_last(postgresql_conf: &str) -> String {
 
 /// The value of synchronous_standby_names for a master: empty without synchronous replication;
 /// else every listed standby must confirm (`N (a, b)` with N = their number), so any of them
-/// can be elected without losing an acknowledged commit (DESIGN §2.3). With fewer than
+/// can be elected without losing an acknowledged commit (safety rule 3). With fewer than
 /// `min_standbys` (`minSynchronousStandbys`) listed, the fake standby is added: it never connects,
 /// so commits wait until the sentinel lists enough real standbys (as Stolon does). With
 /// `min_standbys` 0 and no standby listed the value is empty: the master commits alone.

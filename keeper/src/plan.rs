@@ -7,7 +7,7 @@
 //! again and plans again, so every step is written to be idempotent and safe to repeat after a
 //! `kill -9` at any point (a level-triggered reconciler, as in kube-rs).
 //!
-//! Data safety (DESIGN §2.4) lives here, where the tests can see it:
+//! Data safety (safety rule 4) lives here, where the tests can see it:
 //! - a deposed master (role master, but not clusterdata's `cluster.status.master`) is stopped
 //!   and left alone until clusterdata makes it the master again or gives it another db;
 //! - a restarted keeper acts on a master role only once clusterdata records its new bootUUID;

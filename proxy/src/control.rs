@@ -2,7 +2,7 @@
 //! watch event), apply the routing it implies, publish the applied proxy generation, and fence
 //! the proxy when the store has not been reachable for `proxyTimeout`.
 //!
-//! Order matters for safety (DESIGN §2.2): on a master change, every forwarded connection is
+//! Order matters for safety (safety rule 2): on a master change, every forwarded connection is
 //! closed and waited for *before* the ProxyInfo with the new generation is published, because
 //! that publication is what lets the sentinel publish a new master. A store blip shorter than
 //! `proxyTimeout` changes nothing: connections stay up.
@@ -58,7 +58,7 @@ pub struct Control {
     fenced: bool,
     watch: Option<ClusterDataWatch>,
     /// The epoch of a master change whose connections had not all closed when `set_rw` stopped
-    /// waiting: no generation is published while any of them is left (DESIGN §2.2).
+    /// waiting: no generation is published while any of them is left (safety rule 2).
     draining: Option<Arc<()>>,
 }
 

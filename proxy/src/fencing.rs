@@ -1,4 +1,4 @@
-//! The proxy's fencing deadline (DESIGN §2.2): until when it may forward anything at all.
+//! The proxy's fencing deadline (safety rule 2): until when it may forward anything at all.
 //!
 //! A sentinel skips a proxy that has been silent for the proxyTimeout it last *advertised*,
 //! counted from the last change of its ProxyInfo the sentinel observed. So the proxy may forward

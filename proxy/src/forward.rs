@@ -2,7 +2,7 @@
 //! copy both ways until either side closes, the connection's epoch is cancelled (a master
 //! change), or the proxy's fencing deadline passes, whichever comes first.
 //!
-//! Every chunk read is checked against the fencing deadline before it is written (DESIGN §2.2):
+//! Every chunk read is checked against the fencing deadline before it is written (safety rule 2):
 //! after a freeze (SIGSTOP, a stalled VM) longer than proxyTimeout, a client's buffered
 //! `INSERT ... COMMIT` must not reach a master a sentinel may have deposed meanwhile, even if
 //! this task runs before the control loop had a chance to fence. The cancel branch is polled

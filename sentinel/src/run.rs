@@ -6,7 +6,7 @@
 //! folds them into the memory (`observe`), decides, and writes the result by compare-and-swap on
 //! the revision it read. The campaign runs in its own task (`campaign`).
 //!
-//! Safety (DESIGN §2.1, §2.5): deciding stops at once when the leadership may be lost (the round
+//! Safety (safety rule 1, §2.5): deciding stops at once when the leadership may be lost (the round
 //! is raced against `Leadership::lost` and the lease is checked again right before writing); each
 //! new term starts from an empty memory, so it waits a full `failInterval` of fresh evidence.
 //! Corrupt clusterdata is never overwritten; an unreachable store is logged and retried. Every
@@ -213,7 +213,7 @@ impl Sentinel {
     }
 
     /// Creates clusterdata from `--initial-cluster-spec`, by the leader only, and only when it is
-    /// surely a new cluster (DESIGN §2.4: a lost or renamed clusterdata key never turns into an
+    /// surely a new cluster (safety rule 4: a lost or renamed clusterdata key never turns into an
     /// empty cluster by itself): no keeper info under this cluster's prefix reports existing data
     /// (a db uid or a system id), after waiting one info TTL with no clusterdata so that every
     /// running keeper has published since, e.g., an emptied etcd came back.

@@ -4,7 +4,7 @@
 //! election queue under `<root>sentinel-leader`. Once elected it yields a `Leadership`, which
 //! knows, from the monotonic clock, until when the lease is surely still alive: the time the
 //! last successful keep-alive was *sent* plus 80% of the TTL granted back. `is_valid()` turning
-//! false is the signal to stop deciding at once (DESIGN §2.1); clusterdata writes are CAS anyway,
+//! false is the signal to stop deciding at once (safety rule 1); clusterdata writes are CAS anyway,
 //! so even a sentinel that misjudges this cannot overwrite a newer leader's decision, and the
 //! leader's writes (`Store::put_cluster_data_as_leader`) also compare its election key in the
 //! same transaction, so a sentinel whose term ended cannot write at all.

@@ -1,4 +1,4 @@
-//! The key layout in etcd (DESIGN §3): everything of one cluster lives under
+//! The key layout in etcd (docs/protocol.md, "Who writes what"): everything of one cluster lives under
 //! `<store-prefix>/<cluster-name>/`. Kept in one place so no component builds a key by hand.
 
 /// The kinds of component that publish an info under a lease.

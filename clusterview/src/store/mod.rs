@@ -1,7 +1,7 @@
 //! The etcd v3 store: the only way any component talks to etcd.
 //!
 //! - this file: connecting (endpoints, TLS, timeouts), errors, and clusterdata read / CAS write;
-//! - `keys`: the key layout of DESIGN §3;
+//! - `keys`: the key layout (docs/protocol.md, "Who writes what");
 //! - `infos`: component infos published under a lease, and listing them;
 //! - `election`: sentinel leader election (campaign, observe the leader, resign);
 //! - `watch`: a watch on clusterdata.

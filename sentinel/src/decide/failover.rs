@@ -9,7 +9,7 @@
 //! position (received or replayed) wins, ties go to the lowest keeper uid. When the old master
 //! ran with synchronous replication, only a db in its synchronous set qualifies: listed in its
 //! `spec.synchronousStandbys` *and* known in sync in its `status.synchronousStandbys`, since a db
-//! only just added to the spec may not have been waited for yet (DESIGN §2.3); `maxStandbyLag` is
+//! only just added to the spec may not have been waited for yet (safety rule 3); `maxStandbyLag` is
 //! then ignored (a synchronous standby has received every acknowledged commit, whatever its
 //! replay lag). With no eligible standby nothing changes: a bad election is worse than a failed
 //! master.

@@ -1,7 +1,7 @@
 //! What the sentinel remembers between ticks of one leadership term, and `observe`, which folds
 //! a tick's infos into it.
 //!
-//! Liveness is judged by infos that *change* (DESIGN §2.5): for each keeper and proxy uid we keep
+//! Liveness is judged by infos that *change* (safety rule 6): for each keeper and proxy uid we keep
 //! the last `infoUID` seen and the monotonic time we saw it change. A keeper whose info keeps the
 //! same `infoUID` is frozen even if its lease is still alive. Times are `Duration`s since an
 //! arbitrary monotonic epoch chosen by the caller (the binary passes `start.elapsed()`), so the

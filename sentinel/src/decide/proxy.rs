@@ -1,4 +1,4 @@
-//! The proxy section: the fencing handshake of DESIGN §2.2 and `enabledProxies`.
+//! The proxy section: the fencing handshake of safety rule 2 and `enabledProxies`.
 //!
 //! 1. When the proxies forward to a db that is not the cluster master (a failover happened, or
 //!    the phase is not normal), publish *no master* and no enabled proxies. This bumps

@@ -17,7 +17,7 @@
 //!   master) while there are fewer than `maxStandbys` standbys; lowest keeper uid first.
 //! - Standbys following anything but the master are re-pointed to it.
 //! - A db converged (healthy at its generation) with an initMode other than `none` gets `none`,
-//!   so a keeper that lost its state can never repeat an initdb over a live cluster (DESIGN §2.4).
+//!   so a keeper that lost its state can never repeat an initdb over a live cluster (safety rule 4).
 
 use super::ctx::Ctx;
 use super::{deposed, timeline, Event};

@@ -1,5 +1,5 @@
 //! The master's synchronous standbys (`spec.synchronousStandbys`), managed as Stolon does so that
-//! every commit the master acknowledged is on each standby an election may pick (DESIGN §2.3).
+//! every commit the master acknowledged is on each standby an election may pick (safety rule 3).
 //!
 //! - *Known in sync* (`status.synchronousStandbys` of the master) is what the master itself
 //!   reported in sync (pg_stat_replication: `sync`/`quorum` and `streaming`), kept while the

@@ -197,7 +197,7 @@ fn master_death_elects_the_best_standby() {
     }
 }
 
-/// DESIGN §2.5: a new leader fails nothing during its first failInterval.
+/// safety rule 6: a new leader fails nothing during its first failInterval.
 #[test]
 fn fresh_evidence_only() {
     struct Case {

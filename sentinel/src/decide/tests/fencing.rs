@@ -1,4 +1,4 @@
-//! The proxy fencing handshake (DESIGN §2.2) and `enabledProxies`.
+//! The proxy fencing handshake (safety rule 2) and `enabledProxies`.
 
 use super::fixtures::*;
 use crate::decide::{Event, Memory};
