@@ -75,12 +75,15 @@ fi
 stage "build" 900 quiet cargo build --workspace --all-targets --locked
 stage "clippy" 600 quiet cargo clippy --workspace --all-targets --locked -- -D warnings
 stage "helm chart: lint, render, validate" 300 scripts/chart-test.sh
-stage "tests" 900 cargo test --workspace --locked -- --test-threads="${STOLON_TEST_THREADS:-2}"
+stage "tests" 1500 cargo test --workspace --locked -- --test-threads="${STOLON_TEST_THREADS:-2}"
 
 if [ "${STOLON_SKIP_PG18:-0}" != 1 ]; then
-  stage "bootstrap and failover scenarios on PostgreSQL $("$pg18_bin/postgres" --version | awk '{print $3}')" 400 \
-    env STOLON_TEST_PG_BIN="$pg18_bin" cargo test -p stolon-tests --locked --test failover -- \
-    --test-threads="${STOLON_TEST_THREADS:-2}" bootstrap three_keepers kill9 frozen
+  # Three rounds of the repeated-failover scenarios (ten on PostgreSQL 15 above): enough to cross
+  # timelines twice, which is where PostgreSQL versions could differ (IDENTIFY_SYSTEM, history files).
+  stage "bootstrap, failover and safety scenarios on PostgreSQL $("$pg18_bin/postgres" --version | awk '{print $3}')" 700 \
+    env STOLON_TEST_PG_BIN="$pg18_bin" STOLON_TEST_FAILOVER_ROUNDS=3 cargo test -p stolon-tests --locked \
+    --test failover --test safety --test safety_ops -- \
+    --test-threads="${STOLON_TEST_THREADS:-2}" bootstrap three_keepers kill9 frozen ten_failovers alter_system
 fi
 
 if [ "${STOLON_SKIP_COMPOSE:-0}" != 1 ]; then
