@@ -3,49 +3,14 @@
 //! clusterdata (proxies stop forwarding) and a frozen etcd.
 
 use serde_json::json;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use stolon_tests::load::{missing, Writer};
 use stolon_tests::cluster::{create_table, ids, insert_rows, wait_ids, ClusterOptions, TestCluster};
 use stolon_tests::postgres::query_i64;
 use stolon_tests::wait_until_desc;
-use tokio_postgres::Client;
 
 const BOOT: Duration = Duration::from_secs(90);
 const FAILOVER: Duration = Duration::from_secs(60);
-
-/// Inserts increasing ids through `connect()` until `stop` is set, reconnecting after errors;
-/// returns the ids whose INSERT was acknowledged.
-async fn writer<F, Fut>(connect: F, stop: Arc<Mutex<bool>>) -> Vec<i32>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<Client, tokio_postgres::Error>>,
-{
-    let mut acked = Vec::new();
-    let mut next = 1000;
-    let mut client: Option<Client> = None;
-    while !*stop.lock().unwrap() {
-        if client.is_none() {
-            client = tokio::time::timeout(Duration::from_secs(2), connect()).await.ok().and_then(Result::ok);
-            if client.is_none() {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        }
-        let Some(c) = client.as_ref() else { continue };
-        let id = next;
-        next += 1;
-        match tokio::time::timeout(Duration::from_secs(3), c.execute("INSERT INTO t (id) VALUES ($1)", &[&id])).await {
-            Ok(Ok(_)) => acked.push(id),
-            _ => client = None,
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    acked
-}
-
-fn missing(acked: &[i32], present: &[i32]) -> Vec<i32> {
-    acked.iter().filter(|id| present.binary_search(id).is_err()).copied().collect()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn synchronous_replication_never_loses_an_acknowledged_write() {
@@ -63,16 +28,10 @@ async fn synchronous_replication_never_loses_an_acknowledged_write() {
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", c.logs_tail(25)));
 
-    let port = c.keepers[m].pg_port;
-    let stop = Arc::new(Mutex::new(false));
-    let task = tokio::spawn(writer(
-        move || stolon_tests::postgres::connect("127.0.0.1", port, "postgres", Some(stolon_tests::cluster::SU_PASSWORD), "postgres"),
-        stop.clone(),
-    ));
+    let writer = Writer::start(c.keepers[m].pg_port, 1000);
     tokio::time::sleep(Duration::from_secs(3)).await;
     c.kill_keeper(m);
-    *stop.lock().unwrap() = true;
-    let acked = task.await.unwrap();
+    let acked = writer.stop().await;
     assert!(acked.len() > 10, "the writer made progress before the kill: {}", acked.len());
 
     let new = c.wait_master(FAILOVER, Some(m)).await;
@@ -117,12 +76,7 @@ async fn clients_through_the_proxy_survive_a_failover_and_reads_go_to_standbys()
 
     // Failover while a writer goes through the proxy: the old connection is closed, writes resume
     // on the new master, and every acknowledged row is there.
-    let proxy_port = c.proxies[0].port;
-    let stop = Arc::new(Mutex::new(false));
-    let task = tokio::spawn(writer(
-        move || stolon_tests::postgres::connect("127.0.0.1", proxy_port, "postgres", Some(stolon_tests::cluster::SU_PASSWORD), "postgres"),
-        stop.clone(),
-    ));
+    let writer = Writer::start(c.proxies[0].port, 1000);
     tokio::time::sleep(Duration::from_secs(2)).await;
     // Freeze the master (keeper and postgres) rather than kill it: its connections stay open at
     // the TCP level, so only the proxy can close the one opened before the failover. Without
@@ -139,8 +93,7 @@ async fn clients_through_the_proxy_survive_a_failover_and_reads_go_to_standbys()
     .unwrap_or_else(|e| panic!("{e}\n{}", c.logs_tail(25)));
     assert_eq!(via_proxy, i64::from(c.keepers[new].pg_port));
     tokio::time::sleep(Duration::from_secs(2)).await;
-    *stop.lock().unwrap() = true;
-    let acked = task.await.unwrap();
+    let acked = writer.stop().await;
     let present = ids(&c.keeper_client(new).await.unwrap()).await.unwrap();
     // Asynchronous replication: rows acknowledged in the last instant before the kill may not
     // have reached any standby (that is what synchronousReplication is for). Rows acknowledged
