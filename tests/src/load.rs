@@ -223,6 +223,26 @@ pub fn signal_keeper_only(c: &TestCluster, i: usize, sig: &str) {
     assert!(guard.signal(sig), "kill -{sig} {} failed", c.keepers[i].uid);
 }
 
+/// A postgres backend (e.g. a walsender) stopped with SIGSTOP, continued when dropped. The
+/// cluster's teardown kills postmasters and keepers, not their children: a backend left stopped
+/// would outlive the test (it notices its postmaster's death only once it runs again). Declare
+/// the guard after the cluster so that it drops first, also when the test fails.
+pub struct Frozen(i32);
+
+impl Frozen {
+    pub fn stop(pid: i32) -> Frozen {
+        signal_pid(pid, "STOP");
+        Frozen(pid)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        // Not `signal_pid`: no assertion (and no panic) in a drop; the backend may be gone.
+        let _ = std::process::Command::new("kill").arg("-CONT").arg(self.0.to_string()).status();
+    }
+}
+
 /// Sends `sig` to one postgres backend pid (e.g. a walsender): the tests run as root.
 pub fn signal_pid(pid: i32, sig: &str) {
     let ok = std::process::Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().is_ok_and(|s| s.success());

@@ -11,8 +11,8 @@ use serde_json::json;
 use std::time::{Duration, Instant};
 use stolon_tests::cluster::{create_table, insert_rows, wait_ids, ClusterOptions, TestCluster};
 use stolon_tests::load::{
-    db_uid, keeper_ids, master_uid, missing, ranges, replication, signal_keeper_only, signal_pid, spec_sync_standbys,
-    wait_streams_from, wait_sync_standby, writable_keepers, Writer,
+    db_uid, keeper_ids, master_uid, missing, ranges, replication, signal_keeper_only, spec_sync_standbys,
+    wait_streams_from, wait_sync_standby, writable_keepers, Frozen, Writer,
 };
 use stolon_tests::wait_until_desc;
 
@@ -182,7 +182,7 @@ async fn sync_standby_replaced_under_write_load_then_master_killed_loses_nothing
     let w = writer(&c, 1).await;
     // B stops receiving: every commit acknowledged from now on is on the master and A only.
     let sender = walsender_of(&c, m, b).await;
-    signal_pid(sender, "STOP");
+    let _frozen = Frozen::stop(sender);
     w.wait_more(50, FAILOVER).await.unwrap();
     signal_keeper_only(&c, a, "STOP");
     let changed = wait_until_desc("the sentinel to change the synchronous set", Duration::from_secs(20), Duration::from_millis(200), || async {
@@ -221,7 +221,7 @@ async fn failover_under_write_load_with_an_async_standby_ahead_then_rejoins() {
     create_table(&c.keeper_client(m).await.unwrap()).await.unwrap();
     let w = writer(&c, 1).await;
     let sender = walsender_of(&c, m, e).await;
-    signal_pid(sender, "STOP");
+    let _frozen = Frozen::stop(sender);
     w.wait_more(30, FAILOVER).await.unwrap();
     // D has the latest acknowledged rows, E does not: D is ahead.
     let last = *w.acked().last().unwrap();
